@@ -1,0 +1,7 @@
+"""``python -m trickbag`` (used by ``torchrun -m trickbag train ...``)."""
+
+import sys
+
+from trickbag.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""The ``trickbag`` command line: ``trickbag <verb> ...``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from trickbag import catalog
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    tricks = catalog.by_kind(args.kind)
+    width = shutil.get_terminal_size((120, 20)).columns
+    name_w = max(len(t.name) for t in tricks)
+    kind_w = max(len(t.kind) for t in tricks)
+    summary_w = max(20, width - name_w - kind_w - 4)
+    print(f"{'NAME':<{name_w}}  {'KIND':<{kind_w}}  SUMMARY")
+    for t in sorted(tricks, key=lambda t: (catalog.KINDS.index(t.kind), t.name)):
+        summary = textwrap.shorten(t.summary, summary_w, placeholder="...")
+        print(f"{t.name:<{name_w}}  {t.kind:<{kind_w}}  {summary}")
+    print(f"\n{len(tricks)} tricks. `trickbag show NAME` prints a method card.")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    trick = catalog.get(args.name)
+    path = trick.card
+    if not path.exists():
+        print(f"{trick.name} ({trick.kind}): {trick.summary}\nPaper: {trick.paper}")
+        print(f"(the method card {path.name} ships with the source tree under docs/tricks/)")
+        return 0
+    print(path.read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trickbag",
+        description="Deep-learning training tricks: the catalog, training, ablations, search, reports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="print the trick catalog as a table")
+    p.add_argument("--kind", choices=catalog.KINDS, help="only tricks of this kind")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("show", help="print a trick's method card")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"trickbag {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trickbag {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `trickbag list | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

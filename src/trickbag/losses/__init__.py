@@ -1,0 +1,30 @@
+"""Losses and loss transforms: focal, label smoothing, flooding, WGAN and weight penalties."""
+
+from trickbag.losses.flooding import Flooding, flood
+from trickbag.losses.focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+from trickbag.losses.penalties import l1_penalty, l2_penalty, penalized_parameters
+from trickbag.losses.smoothing import (
+    LabelSmoothingCrossEntropy,
+    smooth_labels,
+    soft_target_cross_entropy,
+)
+from trickbag.losses.wasserstein import clip_weights_, critic_loss, generator_loss, gradient_penalty
+
+__all__ = [
+    "FocalLoss",
+    "Flooding",
+    "LabelSmoothingCrossEntropy",
+    "SigmoidFocalLoss",
+    "clip_weights_",
+    "critic_loss",
+    "flood",
+    "focal_loss",
+    "generator_loss",
+    "gradient_penalty",
+    "l1_penalty",
+    "l2_penalty",
+    "penalized_parameters",
+    "sigmoid_focal_loss",
+    "smooth_labels",
+    "soft_target_cross_entropy",
+]

@@ -1,0 +1,133 @@
+"""Label smoothing (Szegedy et al. 2016) and cross-entropy with soft targets."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trickbag._validate import check_choice, check_positive_int, check_range
+
+__all__ = ["smooth_labels", "soft_target_cross_entropy", "LabelSmoothingCrossEntropy"]
+
+
+def smooth_labels(target: Tensor, num_classes: int, smoothing: float) -> Tensor:
+    r"""Turn class indices (or soft targets) into smoothed probability vectors.
+
+    .. math:: y^{LS} = (1 - \varepsilon)\, y + \varepsilon / C
+
+    the same definition ``F.cross_entropy(..., label_smoothing=eps)`` uses.
+
+    Args:
+        target: ``(N,)`` class indices, or ``(N, C)`` probabilities to smooth further.
+        num_classes: ``C``.
+        smoothing: ``eps`` in ``[0, 1)``.
+
+    Returns:
+        ``(N, C)`` float tensor whose rows sum to one.
+
+    Example:
+        >>> import torch
+        >>> smooth_labels(torch.tensor([0, 2]), 3, 0.3)
+        tensor([[0.8000, 0.1000, 0.1000],
+                [0.1000, 0.1000, 0.8000]])
+
+    Reference: Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
+    CVPR 2016.
+    """
+    check_positive_int("num_classes", num_classes)
+    check_range("smoothing", smoothing, 0.0, 1.0, high_open=True)
+    if target.is_floating_point():
+        if target.dim() != 2 or target.shape[1] != num_classes:
+            raise ValueError(
+                f"soft targets must have shape (N, {num_classes}), got {tuple(target.shape)}"
+            )
+        probs = target
+    else:
+        if target.numel() and target.device.type == "cpu":
+            if target.min() < 0 or target.max() >= num_classes:
+                raise ValueError(
+                    f"target classes must be in 0..{num_classes - 1}, got values in "
+                    f"{target.min().item()}..{target.max().item()}"
+                )
+        probs = F.one_hot(target.long(), num_classes).float()
+    return probs * (1.0 - smoothing) + smoothing / num_classes
+
+
+def soft_target_cross_entropy(logits: Tensor, soft_targets: Tensor, reduction: str = "mean") -> Tensor:
+    r"""Cross-entropy against probability vectors: :math:`-\sum_c y_c \log \mathrm{softmax}(z)_c`.
+
+    Args:
+        logits: ``(N, C)`` scores.
+        soft_targets: ``(N, C)`` probabilities (rows summing to one).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss.
+
+    Example:
+        >>> import torch
+        >>> z = torch.zeros(1, 4); y = torch.full((1, 4), 0.25)
+        >>> round(soft_target_cross_entropy(z, y).item(), 4)  # log(4)
+        1.3863
+    """
+    check_choice("reduction", reduction, ("none", "mean", "sum"))
+    if logits.shape != soft_targets.shape:
+        raise ValueError(
+            f"logits and soft_targets must have the same shape, got {tuple(logits.shape)} "
+            f"and {tuple(soft_targets.shape)}"
+        )
+    loss = -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+class LabelSmoothingCrossEntropy(nn.Module):
+    """Cross-entropy with label smoothing for hard labels and for soft targets.
+
+    Hard (integer) targets go straight to ``F.cross_entropy(label_smoothing=smoothing)``, the
+    native kernel. Soft ``(N, C)`` targets (from mixup, say) are smoothed the same way and
+    scored with :func:`soft_target_cross_entropy`.
+
+    Example:
+        >>> import torch
+        >>> crit = LabelSmoothingCrossEntropy(0.1)
+        >>> z = torch.randn(8, 5); y = torch.randint(0, 5, (8,))
+        >>> bool(torch.allclose(crit(z, y), crit(z, torch.nn.functional.one_hot(y, 5).float())))
+        True
+    """
+
+    def __init__(self, smoothing: float = 0.1, *, reduction: str = "mean", ignore_index: int = -100):
+        super().__init__()
+        check_range("smoothing", smoothing, 0.0, 1.0, high_open=True)
+        check_choice("reduction", reduction, ("none", "mean", "sum"))
+        self.smoothing = smoothing
+        self.reduction = reduction
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if target.is_floating_point():
+            soft = smooth_labels(target, logits.shape[1], self.smoothing)
+            return soft_target_cross_entropy(logits, soft, self.reduction)
+        return F.cross_entropy(
+            logits,
+            target,
+            label_smoothing=self.smoothing,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+        )
+
+    def extra_repr(self) -> str:
+        return f"smoothing={self.smoothing}"
+
+
+def _is_plain_cross_entropy(criterion: object) -> bool:
+    """True for criteria that :class:`LabelSmoothingCrossEntropy` can stand in for."""
+    if criterion is F.cross_entropy:
+        return True
+    if isinstance(criterion, nn.CrossEntropyLoss):
+        return criterion.weight is None and criterion.label_smoothing == 0.0
+    return isinstance(criterion, LabelSmoothingCrossEntropy)
+

@@ -1,0 +1,132 @@
+"""``create_optimizer``: one call to a torch optimizer, with no-decay groups and fused kernels."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from trickbag._validate import check_nonnegative, check_positive, unknown
+
+__all__ = ["create_optimizer", "list_optimizers", "param_groups"]
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "radam": torch.optim.RAdam,
+    "nadam": torch.optim.NAdam,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def list_optimizers() -> list[str]:
+    """Names accepted by :func:`create_optimizer`.
+
+    Example:
+        >>> list_optimizers()
+        ['adagrad', 'adam', 'adamw', 'nadam', 'radam', 'rmsprop', 'sgd']
+    """
+    return sorted(_OPTIMIZERS)
+
+
+def param_groups(
+    model_or_params: nn.Module | Iterable[Any], weight_decay: float, *, decay_norm_and_bias: bool = False
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into a decayed group and a no-decay group.
+
+    One-dimensional parameters (biases, normalisation scales and shifts) go into the no-decay
+    group unless ``decay_norm_and_bias``. Lists of parameter-group dicts pass through as given.
+    """
+    if isinstance(model_or_params, nn.Module):
+        params = [p for p in model_or_params.parameters() if p.requires_grad]
+    else:
+        params = list(model_or_params)
+        if params and isinstance(params[0], dict):
+            return params
+    if not params:
+        raise ValueError("no trainable parameters to optimize (every requires_grad is False?)")
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
+
+
+def _all_cuda(groups: list[dict[str, Any]]) -> bool:
+    return all(p.is_cuda and p.is_floating_point() for g in groups for p in g["params"])
+
+
+def create_optimizer(
+    model_or_params: nn.Module | Iterable[Any],
+    name: str,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    decay_norm_and_bias: bool = False,
+    fused: bool | None = None,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """Build a torch optimizer by name (never a re-implementation), with no-decay groups.
+
+    Args:
+        model_or_params: a module, an iterable of parameters, or parameter-group dicts.
+        name: one of :func:`list_optimizers`.
+        lr: learning rate.
+        weight_decay: applied to weights only; biases and norm parameters get 0 unless
+            ``decay_norm_and_bias``.
+        fused: ``None`` (default) uses torch's fused kernel where it has one and every
+            parameter is on CUDA, else its foreach path; ``True`` asks for it. For ``"radam"``,
+            ``fused=True`` selects trickbag's :class:`~trickbag.optim.FusedRAdam` (torch has no
+            fused RAdam) on CUDA and falls back to ``torch.optim.RAdam`` elsewhere.
+        **kwargs: passed to the torch optimizer (``momentum``, ``nesterov``, ``betas``, ...).
+
+    Returns:
+        The ``torch.optim.Optimizer``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+        >>> opt = create_optimizer(model, "sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        >>> type(opt).__name__, [g["weight_decay"] for g in opt.param_groups]
+        ('SGD', [0.0005, 0.0])
+    """
+    key = str(name).lower()
+    if key not in _OPTIMIZERS:
+        raise unknown("optimizer", name, _OPTIMIZERS)
+    check_positive("lr", lr)
+    check_nonnegative("weight_decay", weight_decay)
+    cls = _OPTIMIZERS[key]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")]
+    for arg in kwargs:
+        if arg not in valid:
+            raise unknown(f"argument for {key}", arg, [v for v in valid if v not in ("lr", "weight_decay")])
+
+    groups = param_groups(model_or_params, weight_decay, decay_norm_and_bias=decay_norm_and_bias)
+    on_cuda = _all_cuda(groups)
+
+    if key == "radam" and fused:
+        if on_cuda:
+            from trickbag.optim.radam import FusedRAdam
+
+            return FusedRAdam(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+        warnings.warn(
+            "fused RAdam runs on CUDA parameters only; falling back to torch.optim.RAdam",
+            stacklevel=2,
+        )
+        fused = None
+    if "fused" in valid and fused is not False and on_cuda:
+        kwargs["fused"] = True
+    elif fused and "fused" not in valid:
+        raise ValueError(f"torch has no fused {key}; fused=True is valid for: adam, adamw, sgd, radam")
+    elif fused and not on_cuda:
+        raise ValueError(f"fused={fused!r} needs every parameter on CUDA (found parameters elsewhere)")
+    return cls(groups, lr=lr, weight_decay=weight_decay, **kwargs)

@@ -1,0 +1,152 @@
+"""Gradient transforms attached to an optimizer through ``register_step_pre_hook``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+from torch.utils.hooks import RemovableHandle
+
+from trickbag._validate import check_positive
+
+__all__ = [
+    "centralize_gradients_",
+    "attach_gradient_centralization",
+    "attach_grad_clipping",
+]
+
+
+class _Segments:
+    """Cached row layout for centralising a set of gradient shapes in one pass."""
+
+    def __init__(self, shapes: tuple[torch.Size, ...], device: torch.device):
+        rows = [s[0] for s in shapes]
+        row_len = [int(torch.Size(s[1:]).numel()) for s in shapes]
+        self.sizes = [r * k for r, k in zip(rows, row_len)]
+        lengths = [k for r, k in zip(rows, row_len) for _ in range(r)]
+        self.lengths = torch.tensor(lengths, device=device, dtype=torch.long)
+        self.total = sum(self.sizes)
+
+
+_SEGMENT_CACHE: dict[tuple, _Segments] = {}
+
+
+@torch.no_grad()
+def centralize_gradients_(params: Iterable[Tensor], *, conv_only: bool = False) -> None:
+    r"""Gradient centralisation, in place: subtract from each gradient its mean over every
+    dimension but the first (the output unit), for parameters with two or more dimensions.
+
+    .. math:: \nabla_{w_i} \leftarrow \nabla_{w_i} - \frac{1}{M}\sum_{j=1}^{M} \nabla_{w_{i,j}}
+
+    All gradients are handled together in a constant number of kernels (one concatenation, a
+    segmented mean, one subtraction and a foreach copy back), not a Python loop of small
+    kernels per parameter.
+
+    Args:
+        params: parameters whose ``.grad`` to centralise (others are skipped).
+        conv_only: only 4-D (convolution) weights, as the paper's "GC-conv" variant.
+
+    Example:
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.zeros(2, 3)); w.grad = torch.tensor([[1., 2., 3.], [0., 0., 3.]])
+        >>> centralize_gradients_([w]); w.grad
+        tensor([[-1.,  0.,  1.],
+                [-1., -1.,  2.]])
+
+    Reference: Yong, Huang, Hua, Zhang, "Gradient Centralization: A New Optimization
+    Technique for Deep Neural Networks", ECCV 2020.
+    """
+    min_dim = 4 if conv_only else 2
+    grads = [p.grad for p in params if p.grad is not None and p.grad.dim() >= min_dim]
+    if not grads:
+        return
+    if any(g.is_sparse for g in grads):
+        raise ValueError("gradient centralisation does not support sparse gradients")
+    by_kind: dict[tuple, list[Tensor]] = {}
+    for g in grads:
+        by_kind.setdefault((g.device, g.dtype), []).append(g)
+    for (device, _), group in by_kind.items():
+        key = (device, tuple(g.shape for g in group))
+        seg = _SEGMENT_CACHE.get(key)
+        if seg is None:
+            seg = _SEGMENT_CACHE[key] = _Segments(key[1], device)
+        flat = torch.cat([g.reshape(-1) for g in group])
+        means = torch.segment_reduce(flat.float(), "mean", lengths=seg.lengths)
+        flat -= means.to(flat.dtype).repeat_interleave(seg.lengths, output_size=seg.total)
+        torch._foreach_copy_(group, [v.view_as(g) for v, g in zip(flat.split(seg.sizes), group)])
+
+
+def _params_of(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def attach_gradient_centralization(
+    optimizer: torch.optim.Optimizer, *, conv_only: bool = False
+) -> RemovableHandle:
+    """Centralise gradients just before every ``optimizer.step()``.
+
+    Returns:
+        The hook's handle; ``handle.remove()`` detaches it.
+
+    Example:
+        >>> import torch
+        >>> lin = torch.nn.Linear(3, 2)
+        >>> opt = torch.optim.SGD(lin.parameters(), lr=1.0)
+        >>> handle = attach_gradient_centralization(opt)
+        >>> lin(torch.randn(4, 3)).sum().backward(); before = lin.weight.clone()
+        >>> opt.step()
+        >>> torch.allclose((lin.weight - before).mean(dim=1), torch.zeros(2), atol=1e-6)
+        True
+        >>> handle.remove()
+    """
+
+    def hook(opt: torch.optim.Optimizer, args, kwargs) -> None:
+        centralize_gradients_(_params_of(opt), conv_only=conv_only)
+
+    return optimizer.register_step_pre_hook(hook)
+
+
+def attach_grad_clipping(
+    optimizer: torch.optim.Optimizer,
+    *,
+    max_norm: float | None = None,
+    max_value: float | None = None,
+    norm_type: float = 2.0,
+) -> RemovableHandle:
+    """Clip gradients before every ``optimizer.step()`` with torch's own foreach clipping.
+
+    Args:
+        max_norm: rescale so the global ``norm_type`` norm is at most this
+            (``torch.nn.utils.clip_grad_norm_``).
+        max_value: clamp every gradient element to ``[-max_value, max_value]``
+            (``torch.nn.utils.clip_grad_value_``), applied before the norm clipping.
+        norm_type: the norm for ``max_norm``. Default 2.
+
+    Returns:
+        The hook's handle.
+
+    Example:
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.zeros(2)); opt = torch.optim.SGD([w], lr=1.0)
+        >>> _ = attach_grad_clipping(opt, max_norm=1.0)
+        >>> w.grad = torch.tensor([3.0, 4.0]); opt.step(); w.data
+        tensor([-0.6000, -0.8000])
+    """
+    if max_norm is None and max_value is None:
+        raise ValueError("attach_grad_clipping needs max_norm or max_value (got neither)")
+    if max_norm is not None:
+        check_positive("max_norm", max_norm)
+    if max_value is not None:
+        check_positive("max_value", max_value)
+
+    def hook(opt: torch.optim.Optimizer, args, kwargs) -> None:
+        params = [p for p in _params_of(opt) if p.grad is not None]
+        if not params:
+            return
+        if max_value is not None:
+            torch.nn.utils.clip_grad_value_(params, max_value, foreach=True)
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type, foreach=True)
+
+    return optimizer.register_step_pre_hook(hook)

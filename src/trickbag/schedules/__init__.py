@@ -1,0 +1,41 @@
+"""Learning-rate schedules: pure ``step -> multiplier`` functions, ``join`` and ``to_lr_scheduler``."""
+
+from trickbag.schedules.core import (
+    Schedule,
+    constant,
+    cosine_decay,
+    cyclic_cosine,
+    exponential,
+    inverse_sqrt,
+    join,
+    linear_decay,
+    linear_warmup,
+    multistep,
+    one_cycle,
+    sgdr,
+    step_decay,
+    to_lr_scheduler,
+    triangular,
+    warmup_cosine,
+    warmup_cosine_restarts,
+)
+
+__all__ = [
+    "Schedule",
+    "constant",
+    "cosine_decay",
+    "cyclic_cosine",
+    "exponential",
+    "inverse_sqrt",
+    "join",
+    "linear_decay",
+    "linear_warmup",
+    "multistep",
+    "one_cycle",
+    "sgdr",
+    "step_decay",
+    "to_lr_scheduler",
+    "triangular",
+    "warmup_cosine",
+    "warmup_cosine_restarts",
+]

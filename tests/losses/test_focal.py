@@ -1,0 +1,137 @@
+"""Focal losses against cross-entropy, a float64 closed form and torchvision's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trickbag.losses import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+
+GOLDEN = Path(__file__).parents[1] / "data" / "torchvision_sigmoid_focal.pt"
+
+
+def reference_focal(logits, target, gamma, alpha=None):
+    """Per-example focal loss in float64 straight from the definition."""
+    p = torch.softmax(logits.double(), dim=1)
+    pt = p.gather(1, target.unsqueeze(1)).squeeze(1)
+    w = torch.ones_like(pt) if alpha is None else alpha.double()[target]
+    return -w * (1 - pt) ** gamma * torch.log(pt)
+
+
+def test_gamma_zero_is_cross_entropy(gen):
+    logits = torch.randn(64, 7, generator=gen)
+    target = torch.randint(0, 7, (64,), generator=gen)
+    for red in ("mean", "sum", "none"):
+        torch.testing.assert_close(
+            focal_loss(logits, target, gamma=0.0, reduction=red), F.cross_entropy(logits, target, reduction=red)
+        )
+
+
+def test_per_class_alpha_with_gamma_zero_is_weighted_cross_entropy(gen):
+    logits = torch.randn(40, 4, generator=gen)
+    target = torch.randint(0, 4, (40,), generator=gen)
+    alpha = torch.tensor([0.1, 0.5, 2.0, 1.0])
+    torch.testing.assert_close(
+        focal_loss(logits, target, gamma=0.0, alpha=alpha), F.cross_entropy(logits, target, weight=alpha)
+    )
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 5.0])
+def test_matches_float64_definition(gen, gamma):
+    logits = torch.randn(50, 6, generator=gen) * 3
+    target = torch.randint(0, 6, (50,), generator=gen)
+    alpha = torch.rand(6, generator=gen)
+    ours = focal_loss(logits, target, gamma=gamma, alpha=alpha, reduction="none")
+    torch.testing.assert_close(ours.double(), reference_focal(logits, target, gamma, alpha), rtol=1e-5, atol=1e-6)
+    ours_float_alpha = focal_loss(logits, target, gamma=gamma, alpha=0.25, reduction="sum")
+    torch.testing.assert_close(
+        ours_float_alpha.double(), 0.25 * reference_focal(logits, target, gamma).sum(), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_ignore_index_and_spatial_targets_match_cross_entropy(gen):
+    logits = torch.randn(2, 3, 4, 5, generator=gen)
+    target = torch.randint(0, 3, (2, 4, 5), generator=gen)
+    target[0, 0, :3] = -100
+    torch.testing.assert_close(focal_loss(logits, target, gamma=0.0), F.cross_entropy(logits, target))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_large_logits_give_finite_values_and_gradients(gamma):
+    logits = torch.tensor([[1e4, -1e4, 0.0], [-3e4, 3e4, 1.0]], requires_grad=True)
+    target = torch.tensor([0, 0])  # one certain hit, one certain miss
+    loss = focal_loss(logits, target, gamma=gamma)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_module_equals_function(gen):
+    logits, target = torch.randn(8, 3, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+    alpha = torch.tensor([1.0, 2.0, 3.0])
+    module = FocalLoss(gamma=1.5, alpha=alpha)
+    assert "alpha" in dict(module.named_buffers())
+    torch.testing.assert_close(module(logits, target), focal_loss(logits, target, gamma=1.5, alpha=alpha))
+
+
+@pytest.mark.parametrize(
+    "kwargs, target, match",
+    [
+        ({"gamma": -1.0}, torch.tensor([0, 1]), "gamma must be >= 0, got -1.0"),
+        ({"reduction": "avg"}, torch.tensor([0, 1]), "unknown reduction 'avg'"),
+        ({}, torch.tensor([0, 3]), "target class 3 is out of range for 3 classes"),
+        ({}, torch.tensor([0, 1, 2]), r"target must have shape \(2,\)"),
+        ({}, torch.tensor([0.0, 1.0]), "integer tensor"),
+        ({"alpha": torch.ones(2)}, torch.tensor([0, 1]), r"alpha as a tensor must have shape \(3,\)"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, target, match):
+    with pytest.raises(ValueError, match=match):
+        focal_loss(torch.randn(2, 3), target, **kwargs)
+
+
+def reference_sigmoid_focal(x, y, gamma, alpha):
+    x, y = x.double(), y.double()
+    p = torch.sigmoid(x)
+    ce = -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    return loss
+
+
+@pytest.mark.parametrize("gamma, alpha", [(2.0, 0.25), (0.0, -1.0), (1.0, 0.75)])
+def test_sigmoid_focal_matches_float64_definition(gen, gamma, alpha):
+    x = torch.randn(10, 4, generator=gen) * 2
+    y = (torch.rand(10, 4, generator=gen) > 0.7).float()
+    ours = sigmoid_focal_loss(x, y, gamma=gamma, alpha=alpha)
+    torch.testing.assert_close(ours.double(), reference_sigmoid_focal(x, y, gamma, alpha), rtol=1e-5, atol=1e-7)
+
+
+def test_sigmoid_focal_equals_torchvision_recorded_output():
+    """Inputs and outputs recorded from torchvision.ops.sigmoid_focal_loss (tests/data/README.md)."""
+    golden = torch.load(GOLDEN, weights_only=True)
+    for case in golden["cases"]:
+        ours = sigmoid_focal_loss(
+            golden["inputs"], golden["targets"], gamma=case["gamma"], alpha=case["alpha"], reduction=case["reduction"]
+        )
+        torch.testing.assert_close(ours, case["output"], rtol=1e-6, atol=1e-7)
+
+
+def test_sigmoid_focal_equals_torchvision_when_installed(gen):
+    tv = pytest.importorskip("torchvision.ops", reason="torchvision is not installed (extra: vision)")
+    x, y = torch.randn(6, 5, generator=gen), (torch.rand(6, 5, generator=gen) > 0.5).float()
+    for red in ("none", "mean", "sum"):
+        torch.testing.assert_close(sigmoid_focal_loss(x, y, reduction=red), tv.sigmoid_focal_loss(x, y, reduction=red))
+
+
+def test_sigmoid_focal_module_and_errors(gen):
+    x, y = torch.randn(3, 2, generator=gen), torch.ones(3, 2)
+    torch.testing.assert_close(SigmoidFocalLoss()(x, y), sigmoid_focal_loss(x, y, reduction="mean"))
+    with pytest.raises(ValueError, match="same shape"):
+        sigmoid_focal_loss(x, torch.ones(3))
+    with pytest.raises(ValueError, match="alpha must be in"):
+        sigmoid_focal_loss(x, y, alpha=1.5)
