@@ -32,7 +32,7 @@ KINDS = (
 
 #: How a trick enters a run configuration's ``tricks:`` list (see trickbag.train.config).
 #: ``None``: a building block with no config form (used from Python, or by another trick).
-USES = ("callback", "optimizer", "schedule", "model", "loss", None)
+USES = ("callback", "optimizer", "schedule", "model", "loss", "augment", None)
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "docs" / "tricks"
 
@@ -60,6 +60,7 @@ class Trick:
         callback: dotted path of the tier-3 trainer callback, for tricks that live in the loop.
         use: how the trick enters a run config (one of :data:`USES`).
         defaults: parameters used when a config names the trick without any.
+        apply: for ``use="model"``, dotted path of ``apply(model, **params) -> model``.
     """
 
     name: str
@@ -71,12 +72,15 @@ class Trick:
     callback: str | None = None
     use: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    apply: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"trick {self.name!r}: unknown kind {self.kind!r}; valid: {KINDS}")
         if self.use not in USES:
             raise ValueError(f"trick {self.name!r}: unknown use {self.use!r}; valid: {USES}")
+        if (self.use == "model") != (self.apply is not None):
+            raise ValueError(f"trick {self.name!r}: model tricks, and only they, name an apply function")
 
     @property
     def card(self) -> Path:
@@ -100,6 +104,12 @@ _L = "trickbag.losses"
 _S = "trickbag.schedules"
 _O = "trickbag.optim"
 _SCHED = f"{_S}:to_lr_scheduler"
+_Y = "trickbag.layers"
+_I = "trickbag.init"
+_A = "trickbag.augment"
+_V = "trickbag.adversarial"
+_AUG = "trickbag.train.callbacks:Augment"
+_ADV = "trickbag.train.callbacks:AdversarialTraining"
 
 TRICKS: tuple[Trick, ...] = (
     # ---- losses -------------------------------------------------------------------------
@@ -228,6 +238,138 @@ TRICKS: tuple[Trick, ...] = (
           "torch.nn.utils:clip_grad_norm_", f"{_O}:attach_grad_clipping",
           callback="trickbag.train.callbacks:GradientClipping", use="callback",
           defaults={"max_norm": 1.0}),
+    # ---- layers ----------------------------------------------------------------------------
+    Trick("blurpool", "layer", "Anti-aliased downsampling: blur with a binomial filter before subsampling.",
+          "Zhang. Making Convolutional Networks Shift-Invariant Again. ICML 2019.",
+          f"{_Y}:blur_pool2d", f"{_Y}:BlurPool2d", use="model", apply=f"{_Y}:apply_blurpool"),
+    Trick("group_norm", "layer", "Normalise over groups of channels per example: no dependence on batch size.",
+          "Wu, He. Group Normalization. ECCV 2018.",
+          "torch.nn.functional:group_norm", f"{_Y}:apply_group_norm", use="model",
+          apply=f"{_Y}:apply_group_norm", defaults={"groups": 32}),
+    Trick("batch_norm", "layer", "Normalise each channel by batch statistics (and layer/instance variants).",
+          "Ioffe, Szegedy. Batch Normalization: Accelerating Deep Network Training by Reducing "
+          "Internal Covariate Shift. ICML 2015.",
+          "torch.nn.functional:batch_norm", f"{_Y}:make_norm"),
+    Trick("spectral_norm", "layer", "Divide each weight by its largest singular value (a 1-Lipschitz layer).",
+          "Miyato, Kataoka, Koyama, Yoshida. Spectral Normalization for Generative Adversarial "
+          "Networks. ICLR 2018.",
+          "torch.nn.utils.parametrizations:spectral_norm", f"{_Y}:apply_spectral_norm", use="model",
+          apply=f"{_Y}:apply_spectral_norm"),
+    Trick("soft_threshold", "layer", "Shrink activations towards zero by learned per-channel thresholds.",
+          "Zhao, Zhong, Fu, Tang, Pecht. Deep Residual Shrinkage Networks for Fault Diagnosis. "
+          "IEEE TII 2020 (arXiv 2019).",
+          f"{_Y}:soft_threshold", f"{_Y}:SoftThreshold"),
+    Trick("shrinkage_block", "layer", "A residual block whose branch is soft-thresholded: denoises noisy inputs.",
+          "Zhao, Zhong, Fu, Tang, Pecht. Deep Residual Shrinkage Networks for Fault Diagnosis. "
+          "IEEE TII 2020 (arXiv 2019).",
+          f"{_Y}:soft_threshold", f"{_Y}:ShrinkageResidualBlock"),
+    Trick("residual_block", "layer", "Skip connections F(x) + x, with identity or 1x1 projection shortcuts.",
+          "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016.",
+          f"{_Y}:ResidualBlock", f"{_Y}:ResidualBlock"),
+    Trick("activations", "layer", "ReLU-family activations by name: relu, leaky_relu, gelu, silu, mish, ...",
+          "Nair, Hinton. Rectified Linear Units Improve Restricted Boltzmann Machines. ICML 2010.",
+          f"{_Y}:make_activation", "torch.nn:ReLU"),
+    Trick("dropout", "layer", "Zero random activations during training (scaled), an implicit ensemble.",
+          "Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov. Dropout: A Simple Way to "
+          "Prevent Neural Networks from Overfitting. JMLR 2014.",
+          "torch.nn.functional:dropout", "torch.nn:Dropout"),
+    # ---- initialisation ----------------------------------------------------------------------
+    Trick("xavier_init", "init", "Glorot initialisation: weight variance 2 / (fan_in + fan_out).",
+          "Glorot, Bengio. Understanding the Difficulty of Training Deep Feedforward Neural "
+          "Networks. AISTATS 2010.",
+          f"{_I}:init_weights", "torch.nn.init:xavier_uniform_", use="model", apply=f"{_I}:init_weights",
+          defaults={"scheme": "xavier_uniform", "nonlinearity": "linear"}),
+    Trick("kaiming_init", "init", "He initialisation: weight variance 2 / fan for ReLU networks.",
+          "He, Zhang, Ren, Sun. Delving Deep into Rectifiers: Surpassing Human-Level Performance "
+          "on ImageNet Classification. ICCV 2015.",
+          f"{_I}:init_weights", "torch.nn.init:kaiming_normal_", use="model", apply=f"{_I}:init_weights",
+          defaults={"scheme": "kaiming_normal"}),
+    Trick("orthogonal_init", "init", "Orthogonal weight matrices: every singular value equal to the gain.",
+          "Saxe, McClelland, Ganguli. Exact Solutions to the Nonlinear Dynamics of Learning in "
+          "Deep Linear Neural Networks. ICLR 2014.",
+          f"{_I}:init_weights", "torch.nn.init:orthogonal_", use="model", apply=f"{_I}:init_weights",
+          defaults={"scheme": "orthogonal"}),
+    Trick("dirac_init", "init", "3x3 convolutions start as the identity map (Dirac delta kernels).",
+          "Zagoruyko, Komodakis. DiracNets: Training Very Deep Neural Networks Without "
+          "Skip-Connections. arXiv 2017.",
+          f"{_I}:init_weights", "torch.nn.init:dirac_", use="model", apply=f"{_I}:init_weights",
+          defaults={"scheme": "dirac"}),
+    Trick("zero_init_residual", "init", "Zero each residual block's last norm scale: blocks start as the identity.",
+          "Goyal et al. Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour. arXiv 2017.",
+          f"{_I}:zero_init_residual_", f"{_Y}:ResidualBlock", use="model", apply=f"{_I}:zero_init_residual_"),
+    Trick("pretrained_embeddings", "init", "Initialise a text model's embedding from word2vec or GloVe vectors.",
+          "Kim. Convolutional Neural Networks for Sentence Classification. EMNLP 2014.",
+          f"{_I}:load_pretrained_embeddings", "torch.nn:Embedding"),
+    # ---- augmentation and preprocessing -------------------------------------------------------
+    Trick("normalize", "augment", "Zero-centre and scale each channel with statistics of the training set.",
+          "LeCun, Bottou, Orr, Mueller. Efficient BackProp. Neural Networks: Tricks of the Trade, 1998.",
+          f"{_A}:fit_normalizer", f"{_A}:Normalizer"),
+    Trick("hflip", "augment", "Mirror images left-right at random.",
+          "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural "
+          "Networks. NeurIPS 2012.",
+          f"{_A}:hflip", f"{_A}:HFlip", callback=_AUG, use="augment"),
+    Trick("vflip", "augment", "Mirror images top-bottom at random (for orientation-free data).",
+          "Simard, Steinkraus, Platt. Best Practices for Convolutional Neural Networks Applied to "
+          "Visual Document Analysis. ICDAR 2003.",
+          f"{_A}:vflip", f"{_A}:VFlip", callback=_AUG, use="augment"),
+    Trick("rotate", "augment", "Rotate images by a random angle about their centre.",
+          "Simard, Steinkraus, Platt. Best Practices for Convolutional Neural Networks Applied to "
+          "Visual Document Analysis. ICDAR 2003.",
+          f"{_A}:rotate", f"{_A}:Rotate", callback=_AUG, use="augment", defaults={"max_degrees": 10.0}),
+    Trick("translate", "augment", "Shift images by a random whole number of pixels.",
+          "Simard, Steinkraus, Platt. Best Practices for Convolutional Neural Networks Applied to "
+          "Visual Document Analysis. ICDAR 2003.",
+          f"{_A}:translate", f"{_A}:Translate", callback=_AUG, use="augment", defaults={"max_pixels": 2}),
+    Trick("scale", "augment", "Zoom images in or out by a random factor.",
+          "Simard, Steinkraus, Platt. Best Practices for Convolutional Neural Networks Applied to "
+          "Visual Document Analysis. ICDAR 2003.",
+          f"{_A}:scale", f"{_A}:Scale", callback=_AUG, use="augment",
+          defaults={"min_scale": 0.9, "max_scale": 1.1}),
+    Trick("random_crop", "augment", "Pad by a few pixels and crop back at a random offset.",
+          "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural "
+          "Networks. NeurIPS 2012.",
+          f"{_A}:random_crop", f"{_A}:RandomCrop", callback=_AUG, use="augment", defaults={"padding": 4}),
+    Trick("gaussian_noise", "augment", "Add Gaussian noise to the inputs.",
+          "Bishop. Training with Noise is Equivalent to Tikhonov Regularization. Neural "
+          "Computation 1995.",
+          f"{_A}:gaussian_noise", f"{_A}:GaussianNoise", callback=_AUG, use="augment", defaults={"std": 0.1}),
+    Trick("cutout", "augment", "Zero one random square per image.",
+          "DeVries, Taylor. Improved Regularization of Convolutional Neural Networks with Cutout. "
+          "arXiv 2017.",
+          f"{_A}:cutout", f"{_A}:Cutout", callback=_AUG, use="augment", defaults={"size": 8}),
+    Trick("mixup", "augment", "Train on convex combinations of pairs of examples and of their targets.",
+          "Zhang, Cisse, Dauphin, Lopez-Paz. mixup: Beyond Empirical Risk Minimization. ICLR 2018.",
+          f"{_A}:mixup_batch", f"{_A}:mix_targets", callback="trickbag.train.callbacks:Mixup",
+          use="callback", defaults={"alpha": 0.2}),
+    Trick("cutmix", "augment", "Paste a box from another image; mix targets by the pasted area.",
+          "Yun, Han, Oh, Chun, Choe, Yoo. CutMix: Regularization Strategy to Train Strong "
+          "Classifiers with Localizable Features. ICCV 2019.",
+          f"{_A}:cutmix_batch", f"{_A}:mix_targets", callback="trickbag.train.callbacks:CutMix",
+          use="callback", defaults={"alpha": 1.0}),
+    # ---- adversarial ---------------------------------------------------------------------------
+    Trick("fgsm", "adversarial", "One signed-gradient step of size eps on the inputs.",
+          "Goodfellow, Shlens, Szegedy. Explaining and Harnessing Adversarial Examples. ICLR 2015.",
+          f"{_V}:fgsm", f"{_V}:fgsm", callback=_ADV, use="callback",
+          defaults={"method": "fgsm", "eps": 0.03}),
+    Trick("ifgsm", "adversarial", "Iterative FGSM: several small signed steps, projected to the eps-ball.",
+          "Kurakin, Goodfellow, Bengio. Adversarial Examples in the Physical World. ICLR Workshop 2017.",
+          f"{_V}:ifgsm", f"{_V}:ifgsm", callback=_ADV, use="callback",
+          defaults={"method": "ifgsm", "eps": 0.03, "alpha": 0.01, "steps": 3}),
+    Trick("pgd", "adversarial", "Projected gradient descent from a random start in the eps-ball (Linf or L2).",
+          "Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to "
+          "Adversarial Attacks. ICLR 2018.",
+          f"{_V}:pgd", f"{_V}:pgd", callback=_ADV, use="callback",
+          defaults={"method": "pgd", "eps": 0.03, "alpha": 0.01, "steps": 3}),
+    Trick("fgm", "adversarial", "Perturb the embedding weights along their normalised gradient (text models).",
+          "Miyato, Dai, Goodfellow. Adversarial Training Methods for Semi-Supervised Text "
+          "Classification. ICLR 2017.",
+          f"{_V}:adversarial_loss", f"{_V}:FGM", callback="trickbag.train.callbacks:EmbeddingAdversarial",
+          use="callback", defaults={"method": "fgm", "epsilon": 1.0}),
+    Trick("pgd_embedding", "adversarial", "Several projected ascent steps on the embedding weights (text models).",
+          "Madry et al. ICLR 2018; Zhu, Cheng, Gan, Sun, Goldstein, Liu. FreeLB: Enhanced "
+          "Adversarial Training for Natural Language Understanding. ICLR 2020.",
+          f"{_V}:adversarial_loss", f"{_V}:PGDEmbedding", callback="trickbag.train.callbacks:EmbeddingAdversarial",
+          use="callback", defaults={"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 3}),
 )
 
 _BY_NAME = {t.name: t for t in TRICKS}

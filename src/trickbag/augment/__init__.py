@@ -1,0 +1,51 @@
+"""Batched, device-side augmentation: every op takes (N, C, H, W) and a keyword ``generator``."""
+
+from trickbag.augment.compose import (
+    AUGMENTATIONS,
+    Augmentation,
+    Compose,
+    Cutout,
+    GaussianNoise,
+    HFlip,
+    RandomCrop,
+    Rotate,
+    Scale,
+    Translate,
+    VFlip,
+    build_augment,
+)
+from trickbag.augment.erase import cutout, cutout_mask, gaussian_noise
+from trickbag.augment.geometric import hflip, random_crop, rotate, rotate_by, scale, translate, vflip
+from trickbag.augment.mixing import Mixed, cutmix_batch, mix_targets, mixup_batch
+from trickbag.augment.normalize import Normalizer, fit_normalizer
+
+__all__ = [
+    "AUGMENTATIONS",
+    "Augmentation",
+    "Compose",
+    "Cutout",
+    "GaussianNoise",
+    "HFlip",
+    "Mixed",
+    "Normalizer",
+    "RandomCrop",
+    "Rotate",
+    "Scale",
+    "Translate",
+    "VFlip",
+    "build_augment",
+    "cutmix_batch",
+    "cutout",
+    "cutout_mask",
+    "fit_normalizer",
+    "gaussian_noise",
+    "hflip",
+    "mix_targets",
+    "mixup_batch",
+    "random_crop",
+    "rotate",
+    "rotate_by",
+    "scale",
+    "translate",
+    "vflip",
+]
