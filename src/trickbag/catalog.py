@@ -95,6 +95,9 @@ class Trick:
     def load_callback(self) -> Any:
         return resolve(self.callback) if self.callback else None
 
+    def load_apply(self) -> Any:
+        return resolve(self.apply) if self.apply else None
+
 
 def card_path(name: str) -> Path:
     return CARDS_DIR / f"{name}.md"
@@ -110,6 +113,7 @@ _A = "trickbag.augment"
 _V = "trickbag.adversarial"
 _AUG = "trickbag.train.callbacks:Augment"
 _ADV = "trickbag.train.callbacks:AdversarialTraining"
+_CB = "trickbag.train.callbacks:"
 
 TRICKS: tuple[Trick, ...] = (
     # ---- losses -------------------------------------------------------------------------
@@ -161,10 +165,10 @@ TRICKS: tuple[Trick, ...] = (
           f"{_S}:step_decay", _SCHED, use="schedule", defaults={"every_epochs": 5, "factor": 0.5}),
     Trick("multistep", "schedule", "Multiply the learning rate by a factor at chosen milestones.",
           "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016.",
-          f"{_S}:multistep", _SCHED, use="schedule"),
+          f"{_S}:multistep", _SCHED, use="schedule", defaults={"milestones_epochs": [5, 8], "factor": 0.1}),
     Trick("exponential", "schedule", "Decay the learning rate by gamma every step.",
           "Bengio. Practical Recommendations for Gradient-Based Training of Deep Architectures. 2012.",
-          f"{_S}:exponential", _SCHED, use="schedule"),
+          f"{_S}:exponential", _SCHED, use="schedule", defaults={"gamma": 0.999}),
     Trick("linear_decay", "schedule", "Fall linearly from the base learning rate to a floor.",
           "Bengio. Practical Recommendations for Gradient-Based Training of Deep Architectures. 2012.",
           f"{_S}:linear_decay", _SCHED, use="schedule"),
@@ -191,7 +195,7 @@ TRICKS: tuple[Trick, ...] = (
     Trick("warmup_cosine_restarts", "schedule", "Warm restarts with a linear warmup per cycle and peaks decaying by gamma.",
           "Loshchilov, Hutter. SGDR. ICLR 2017; the popular CosineAnnealingWarmUpRestarts variant.",
           f"{_S}:warmup_cosine_restarts", _SCHED, use="schedule",
-          defaults={"cycle_epochs": 2, "warmup_steps": 10, "gamma": 0.5}),
+          defaults={"cycle_epochs": 2, "warmup_epochs": 0.25, "gamma": 0.5}),
     Trick("one_cycle", "schedule", "1cycle: warm up to a high peak, then anneal far below the start.",
           "Smith, Topin. Super-Convergence: Very Fast Training of Neural Networks Using Large "
           "Learning Rates. 2019.",
@@ -370,6 +374,29 @@ TRICKS: tuple[Trick, ...] = (
           "Adversarial Training for Natural Language Understanding. ICLR 2020.",
           f"{_V}:adversarial_loss", f"{_V}:PGDEmbedding", callback="trickbag.train.callbacks:EmbeddingAdversarial",
           use="callback", defaults={"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 3}),
+    # ---- tricks that live in the loop ------------------------------------------------------------
+    Trick("ema", "loop", "Evaluate with an exponential moving average of the weights.",
+          "Polyak, Juditsky. Acceleration of Stochastic Approximation by Averaging. SIAM J. "
+          "Control Optim. 1992.",
+          "trickbag.loop:ema_update_", _CB + "EMA", callback=_CB + "EMA", use="callback",
+          defaults={"decay": 0.999}),
+    Trick("swa", "loop", "Average the weights of the last epochs, then recompute BatchNorm statistics.",
+          "Izmailov, Podoprikhin, Garipov, Vetrov, Wilson. Averaging Weights Leads to Wider Optima "
+          "and Better Generalization. UAI 2018.",
+          "trickbag.loop:average_weights_", "torch.optim.swa_utils:AveragedModel", callback=_CB + "SWA",
+          use="callback", defaults={"start_epoch": 1}),
+    Trick("snapshot_ensemble", "loop", "Cosine restarts; a snapshot per cycle; ensemble the snapshots.",
+          "Huang, Li, Pleiss, Liu, Hopcroft, Weinberger. Snapshot Ensembles: Train 1, get M for "
+          "Free. ICLR 2017.",
+          "trickbag.loop:average_predictions", _CB + "SnapshotEnsemble", callback=_CB + "SnapshotEnsemble",
+          use="callback", defaults={"cycles": 3}),
+    Trick("early_stopping", "loop", "Stop when validation stops improving; restore the best weights.",
+          "Prechelt. Early Stopping - But When? Neural Networks: Tricks of the Trade, 1998.",
+          "trickbag.loop:improved", _CB + "EarlyStopping", callback=_CB + "EarlyStopping", use="callback",
+          defaults={"monitor": "val_loss", "patience": 3}),
+    Trick("nan_guard", "loop", "Stop on a non-finite loss or gradient before it spreads, with a diagnosis.",
+          "Goodfellow, Bengio, Courville. Deep Learning, ch. 11 (Practical Methodology). MIT Press 2016.",
+          "trickbag.loop:all_finite", _CB + "NaNGuard", callback=_CB + "NaNGuard", use="callback"),
 )
 
 _BY_NAME = {t.name: t for t in TRICKS}

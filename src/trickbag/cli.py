@@ -38,6 +38,35 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_results(results: dict) -> None:
+    final = results.get("final", {})
+    parts = [f"{k} {final[k]:.4f}" for k in ("train_loss", "val_loss", "val_acc") if isinstance(final.get(k), float)]
+    parts += [f"{k} {v:.4f}" for k, v in results.get("test", {}).items() if k in ("test_loss", "test_acc")]
+    print("result: " + "  ".join(parts) + f"  ({results['wall_time']:.1f}s)")
+    if results.get("stopped"):
+        print(f"stopped: {results['stopped']}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from trickbag.train.config import load_config
+    from trickbag.train.runs import resume_run, start_run
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ValueError("--resume takes the run's own config; do not pass --config or overrides")
+        run = resume_run(args.resume)
+    else:
+        if not args.config:
+            raise ValueError("give --config CONFIG.yaml (or --resume RUN_DIR)")
+        run = start_run(load_config(args.config, args.overrides), args.out)
+    if run.trainer.state is None or run.trainer.state.rank == 0:
+        print(f"run directory: {run.run_dir}")
+    results = run.fit()
+    if run.trainer.state.rank == 0:
+        _print_results(results)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trickbag",
@@ -52,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print a trick's method card")
     p.add_argument("name")
     p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("train", help="train from a YAML config (torchrun -m trickbag train ... for DDP)")
+    p.add_argument("--config", help="the run's YAML config")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3 model.width=16")
+    p.add_argument("--out", help="run directory (default runs/<config>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or stopped run from its last checkpoint")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

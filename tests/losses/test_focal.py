@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from trickbag.losses import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
 
-GOLDEN = Path(__file__).parents[1] / "data" / "torchvision_sigmoid_focal.pt"
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "torchvision_sigmoid_focal.pt"
 
 
 def reference_focal(logits, target, gamma, alpha=None):
@@ -112,7 +112,7 @@ def test_sigmoid_focal_matches_float64_definition(gen, gamma, alpha):
 
 
 def test_sigmoid_focal_equals_torchvision_recorded_output():
-    """Inputs and outputs recorded from torchvision.ops.sigmoid_focal_loss (tests/data/README.md)."""
+    """Inputs and outputs recorded from torchvision.ops.sigmoid_focal_loss (recorded by tests/fixtures/make_torchvision_reference.py)."""
     golden = torch.load(GOLDEN, weights_only=True)
     for case in golden["cases"]:
         ours = sigmoid_focal_loss(

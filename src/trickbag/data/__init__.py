@@ -1,0 +1,22 @@
+"""Data: real data sets (decoded once, cached), splits and device-resident loaders."""
+
+from trickbag.data.core import ArrayDataset, Splits, cache_dir, split_off, subset
+from trickbag.data.loader import DeviceLoader, TorchLoader
+from trickbag.data.synthetic import synthetic
+from trickbag.data.text import mr_polarity
+from trickbag.data.vision import cifar10, fashion_mnist, image_folder
+
+__all__ = [
+    "ArrayDataset",
+    "DeviceLoader",
+    "Splits",
+    "TorchLoader",
+    "cache_dir",
+    "cifar10",
+    "fashion_mnist",
+    "image_folder",
+    "mr_polarity",
+    "split_off",
+    "subset",
+    "synthetic",
+]

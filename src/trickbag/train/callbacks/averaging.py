@@ -1,0 +1,203 @@
+"""Weight averaging: EMA, SWA (torch's swa_utils) and snapshot ensembles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from trickbag._validate import check_nonnegative, check_positive_int, check_range
+from trickbag.loop import average_predictions, ema_update_
+from trickbag.schedules import cyclic_cosine, to_lr_scheduler
+from trickbag.train.callbacks.base import Callback
+from trickbag.train.callbacks.schedule import restore_scheduler
+from trickbag.train.state import TrainState
+
+__all__ = ["EMA", "SWA", "SnapshotEnsemble"]
+
+
+def _float_state(model: nn.Module) -> list[torch.Tensor]:
+    return [t for t in model.state_dict().values() if t.is_floating_point()]
+
+
+class EMA(Callback):
+    r"""Exponential moving average of the weights, updated after every ``every_steps`` updates:
+    :math:`\bar w \leftarrow d\,\bar w + (1 - d)\,w` (floating-point buffers such as BatchNorm
+    statistics too). Validation runs with the averaged weights; at the end of training the
+    model keeps them when ``apply_at_end`` (default)."""
+
+    touches = frozenset({"weights"})
+
+    def __init__(self, decay: float = 0.999, every_steps: int = 1, apply_at_end: bool = True):
+        check_range("decay", decay, 0.0, 1.0, high_open=True)
+        check_positive_int("every_steps", every_steps)
+        self.decay, self.every_steps, self.apply_at_end = decay, every_steps, apply_at_end
+        self.shadow: list[torch.Tensor] | None = None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        live = _float_state(state.raw_model)
+        if self.shadow is None:
+            self.shadow = [t.detach().clone() for t in live]
+        else:
+            self.shadow = [s.to(t.device) for s, t in zip(self.shadow, live)]
+
+    @torch.no_grad()
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step % self.every_steps == 0:
+            ema_update_(self.shadow, _float_state(state.raw_model), self.decay)
+
+    @torch.no_grad()
+    def _swap(self, state: TrainState) -> None:
+        live = _float_state(state.raw_model)
+        for a, b in zip(live, self.shadow):
+            tmp = a.clone()
+            a.copy_(b)
+            b.copy_(tmp)
+
+    on_eval_start = _swap
+    on_eval_end = _swap
+
+    @torch.no_grad()
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.apply_at_end:
+            torch._foreach_copy_(_float_state(state.raw_model), self.shadow)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shadow": [t.cpu() for t in self.shadow] if self.shadow is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.shadow = state["shadow"]
+
+
+class SWA(Callback):
+    """Stochastic weight averaging (Izmailov et al. 2018) with torch's ``swa_utils``: from
+    ``start_epoch`` the weights are averaged at the end of every epoch (``AveragedModel``), with
+    ``SWALR`` setting a constant ``swa_lr`` when given; at the end the model takes the average
+    and BatchNorm statistics are recomputed on the training data (``update_bn``), and
+    ``swa_val_*`` metrics report it."""
+
+    touches = frozenset({"weights"})
+
+    def __init__(self, start_epoch: int = 1, swa_lr: float | None = None, anneal_epochs: int = 1):
+        check_nonnegative("start_epoch", start_epoch)
+        self.start_epoch, self.swa_lr, self.anneal_epochs = start_epoch, swa_lr, anneal_epochs
+        self._pending: dict[str, Any] | None = None
+
+    def sets_lr(self) -> bool:
+        return self.swa_lr is not None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        from torch.optim.swa_utils import SWALR, AveragedModel
+
+        self.averaged = AveragedModel(state.raw_model)
+        self.scheduler = None
+        if self.swa_lr is not None:
+            steps = max(1, self.anneal_epochs * state.steps_per_epoch)
+            self.scheduler = SWALR(state.optimizer, swa_lr=self.swa_lr, anneal_epochs=steps)
+        if self._pending is not None:
+            self.averaged.load_state_dict(self._pending["averaged"])
+            if self.scheduler is not None and self._pending.get("scheduler"):
+                restore_scheduler(self.scheduler, self._pending["scheduler"])
+            self._pending = None
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self.scheduler is not None and state.epoch >= self.start_epoch:
+            self.scheduler.step()
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if state.epoch + 1 > self.start_epoch:
+            self.averaged.update_parameters(state.raw_model)
+
+    @torch.no_grad()
+    def on_fit_end(self, state: TrainState) -> None:
+        from torch.optim.swa_utils import update_bn
+
+        if int(self.averaged.n_averaged) == 0:
+            return
+        update_bn(state.train_data, self.averaged, device=state.device)
+        state.raw_model.load_state_dict(self.averaged.module.state_dict())
+        if state.val_data is not None:
+            metrics = state.trainer.evaluate(state.val_data, prefix="swa_val")
+            state.metrics.update(metrics)
+            if state.history:
+                state.history[-1].update(metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        if not hasattr(self, "averaged"):
+            return self._pending or {}
+        return {"averaged": self.averaged.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending = state or None
+
+
+class SnapshotEnsemble(Callback):
+    """Snapshot ensembles (Huang et al. 2017, "train 1, get M for free"): cosine annealing
+    restarted ``cycles`` times over the run (:func:`~trickbag.schedules.cyclic_cosine`), a
+    snapshot of the weights at the end of every cycle (in memory, and under
+    ``run_dir/snapshots/``), and at the end the averaged softmax of the snapshots evaluated on
+    the validation data (``ensemble_val_acc``; ``snapshot_val_acc`` lists each snapshot).
+    With ``set_schedule=False`` it only takes snapshots every ``cycle_steps`` (for a cyclic
+    schedule of your own)."""
+
+    def __init__(self, cycles: int = 5, *, set_schedule: bool = True, cycle_steps: int | None = None, floor: float = 0.0):
+        check_positive_int("cycles", cycles)
+        if not set_schedule and cycle_steps is None:
+            raise ValueError("SnapshotEnsemble(set_schedule=False) needs cycle_steps (the length of your cycles)")
+        self.cycles, self.set_schedule, self.cycle_steps, self.floor = cycles, set_schedule, cycle_steps, floor
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+        self._sched_state: dict[str, Any] | None = None
+
+    @property
+    def touches(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset({"lr", "weights"}) if self.set_schedule else frozenset({"weights"})
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if self.cycle_steps is None:
+            self.cycle_steps = max(2, state.total_steps // self.cycles)
+        self._scheduler = None
+        if self.set_schedule:
+            self._scheduler = to_lr_scheduler(state.optimizer, cyclic_cosine(self.cycle_steps, floor=self.floor))
+            if self._sched_state:
+                restore_scheduler(self._scheduler, self._sched_state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self._scheduler is not None:
+            self._scheduler.step()
+        if state.step % self.cycle_steps == 0:
+            snap = {k: v.detach().cpu().clone() for k, v in state.raw_model.state_dict().items()}
+            self.snapshots.append(snap)
+            if state.run_dir is not None and state.is_main:
+                from trickbag.train.checkpoint import save_atomic
+
+                save_atomic(snap, state.run_dir / "snapshots" / f"snapshot-{len(self.snapshots)}.pt")
+
+    @torch.no_grad()
+    def on_fit_end(self, state: TrainState) -> None:
+        if not self.snapshots or state.val_data is None:
+            return
+        model, trainer = state.raw_model, state.trainer
+        current = {k: v.clone() for k, v in model.state_dict().items()}
+        outputs, accs = [], []
+        targets = torch.cat([y for _, y in state.val_data]).cpu()
+        for snap in self.snapshots:
+            model.load_state_dict(snap)
+            outputs.append(trainer.predict(state.val_data))
+            accs.append((outputs[-1].argmax(1) == targets).float().mean().item())
+        model.load_state_dict(current)
+        probs = average_predictions(outputs)
+        state.metrics["snapshot_val_acc"] = accs
+        state.metrics["ensemble_val_acc"] = (probs.argmax(1) == targets).float().mean().item()
+        if state.history:
+            state.history[-1].update({k: state.metrics[k] for k in ("snapshot_val_acc", "ensemble_val_acc")})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshots": self.snapshots, "cycle_steps": self.cycle_steps,
+                "scheduler": self._scheduler.state_dict() if getattr(self, "_scheduler", None) else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.snapshots = list(state["snapshots"])
+        self.cycle_steps = state["cycle_steps"]
+        self._sched_state = state["scheduler"]

@@ -1,0 +1,125 @@
+"""Tricks that rewrite the training batch: augmentation pipelines, mixup, cutmix, adversarial examples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from trickbag._validate import check_choice, check_positive, check_range
+from trickbag.adversarial import fgsm, ifgsm, pgd
+from trickbag.augment import Compose, cutmix_batch, mix_targets, mixup_batch
+from trickbag.train.callbacks.base import Callback
+from trickbag.train.state import TrainState
+
+__all__ = ["Augment", "Mixup", "CutMix", "AdversarialTraining"]
+
+
+class Augment(Callback):
+    """Apply an augmentation (or a list of them, composed) to every training batch on the device.
+
+    Example:
+        >>> from trickbag.augment import Cutout
+        >>> Augment(Cutout(size=8))
+        Augment(ops=[Cutout(size=8)])
+    """
+
+    touches = frozenset({"inputs"})
+
+    def __init__(self, ops: Callable | Sequence[Callable]):
+        ops = list(ops) if isinstance(ops, Sequence) else [ops]
+        if not ops or not all(callable(op) for op in ops):
+            raise ValueError(f"Augment takes augmentation callables, got {ops!r}")
+        self.ops = ops
+        self._pipeline = ops[0] if len(ops) == 1 else Compose(ops)
+
+    def __repr__(self) -> str:
+        return f"Augment(ops={self.ops!r})"
+
+    @property
+    def name(self) -> str:
+        return f"Augment[{'+'.join(type(op).__name__ for op in self.ops)}]"
+
+    def on_batch_start(self, state: TrainState) -> None:
+        state.inputs = self._pipeline(state.inputs)
+
+
+class _Mixer(Callback):
+    touches = frozenset({"inputs", "targets"})
+    rewrites_batch = True
+
+    def __init__(self, alpha: float, soft_targets: bool = False, num_classes: int | None = None):
+        check_positive("alpha", alpha)
+        self.alpha, self.soft_targets, self.num_classes = alpha, soft_targets, num_classes
+
+    def _mix(self, x, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def on_batch_start(self, state: TrainState) -> None:
+        m = self._mix(state.inputs, state.targets)
+        state.inputs = m.inputs
+        if self.soft_targets:
+            state.targets = mix_targets(m, self.num_classes)
+        else:
+            state.mix = m  # the trainer mixes the loss: works with index, soft and multi-label targets
+
+
+class Mixup(_Mixer):
+    """Mixup (Zhang et al. 2018) on every training batch. By default the loss is mixed,
+    ``lam * L(out, y_a) + (1 - lam) * L(out, y_b)``; ``soft_targets=True`` passes mixed
+    probability targets to the loss instead (which must accept them; needs ``num_classes``
+    for index labels)."""
+
+    def __init__(self, alpha: float = 0.2, soft_targets: bool = False, num_classes: int | None = None):
+        super().__init__(alpha, soft_targets, num_classes)
+
+    def _mix(self, x, y):
+        return mixup_batch(x, y, alpha=self.alpha)
+
+
+class CutMix(_Mixer):
+    """CutMix (Yun et al. 2019) on every training batch, mixing the loss by the pasted area."""
+
+    def __init__(self, alpha: float = 1.0, soft_targets: bool = False, num_classes: int | None = None):
+        super().__init__(alpha, soft_targets, num_classes)
+
+    def _mix(self, x, y):
+        return cutmix_batch(x, y, alpha=self.alpha)
+
+
+class AdversarialTraining(Callback):
+    """Replace a fraction ``ratio`` of every training batch by adversarial examples (FGSM,
+    I-FGSM or PGD) crafted against the current model (Goodfellow et al. 2015; Kurakin et al.
+    2017; Madry et al. 2018). ``eps`` is in the units of the batches the model sees (after
+    normalisation); ``clamp`` bounds them (None: unbounded)."""
+
+    touches = frozenset({"inputs"})
+    needs_hard_labels = True
+
+    def __init__(
+        self,
+        method: str = "fgsm",
+        eps: float = 0.03,
+        alpha: float | None = None,
+        steps: int = 3,
+        ratio: float = 0.5,
+        clamp: tuple[float, float] | None = None,
+    ):
+        check_choice("method", method, ("fgsm", "ifgsm", "pgd"))
+        check_positive("eps", eps)
+        check_range("ratio", ratio, 0.0, 1.0, low_open=True)
+        self.method, self.eps, self.steps, self.ratio = method, eps, steps, ratio
+        self.alpha = alpha if alpha is not None else eps / 4
+        self.clamp = tuple(clamp) if clamp is not None else None
+
+    def on_batch_start(self, state: TrainState) -> None:
+        x, y = state.inputs, state.targets
+        k = max(1, round(self.ratio * x.shape[0]))
+        model, loss = state.raw_model, state.eval_criterion
+        if self.method == "fgsm":
+            adv = fgsm(model, x[:k], y[:k], eps=self.eps, loss_fn=loss, clamp=self.clamp)
+        elif self.method == "ifgsm":
+            adv = ifgsm(model, x[:k], y[:k], eps=self.eps, alpha=self.alpha, steps=self.steps, loss_fn=loss, clamp=self.clamp)
+        else:
+            adv = pgd(model, x[:k], y[:k], eps=self.eps, alpha=self.alpha, steps=self.steps, loss_fn=loss, clamp=self.clamp)
+        state.inputs = torch.cat([adv.to(x.dtype), x[k:]]) if k < x.shape[0] else adv.to(x.dtype)

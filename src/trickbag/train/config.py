@@ -1,0 +1,237 @@
+"""Run configurations: typed sections, YAML files with ``key=value`` overrides, strict keys."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trickbag._validate import unknown
+
+__all__ = ["DataConfig", "TrainConfig", "RunConfig", "TrickSpec", "load_config", "parse_trick", "apply_overrides"]
+
+
+@dataclass
+class DataConfig:
+    """``data:`` the data set and how batches are drawn."""
+
+    name: str = "fashion_mnist"
+    root: str | None = None  # fashion_mnist, cifar10: where to look first
+    path: str | None = None  # image_folder, mr_polarity: the folder or archive
+    options: dict[str, Any] = field(default_factory=dict)  # data-set specific (synthetic sizes, max_len ...)
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    val_fraction: float = 0.1  # split off the training data (fixed split_seed) when there is no val split
+    split_seed: int = 0
+    subset: int | None = None  # use this many training examples (after the validation split)
+    augment: list[Any] = field(default_factory=list)  # applied by the loader to training batches
+    loader: str = "device"  # "device" (whole data set on the device) or "torch" (DataLoader)
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """``train:`` how long and how to train."""
+
+    epochs: int | None = 10
+    steps: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    compile: bool = False
+    channels_last: bool = False
+    grad_accum_steps: int = 1
+    seed: int = 0
+    threads: int | None = None
+    log_every: int = 50
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_epochs: int | None = 1
+    keep_best: int = 0
+    monitor: str = "val_acc"
+    nan_guard: bool = True
+    progress: bool = True
+    track_train_acc: bool = False
+
+
+@dataclass(frozen=True)
+class TrickSpec:
+    """A trick named in ``tricks:``, with its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params.items())
+
+    def to_yaml(self) -> Any:
+        return {self.name: dict(self.params)} if self.params else self.name
+
+
+@dataclass
+class RunConfig:
+    """A whole run. ``model``, ``loss``, ``optimizer`` and ``schedule`` are ``{name: ..., **kwargs}``
+    dicts whose keys are checked against the chosen builder when the run is built."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "small_cnn"})
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "cross_entropy"})
+    optimizer: dict[str, Any] = field(default_factory=lambda: {
+        "name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4})
+    schedule: dict[str, Any] | None = None
+    tricks: list[TrickSpec] = field(default_factory=list)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ablation: dict[str, Any] | None = None  # read by `trickbag ablate`
+    search: dict[str, Any] | None = None  # read by `trickbag search`
+    source: str | None = None  # the file it came from (for relative data paths)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "data": dataclasses.asdict(self.data),
+            "model": dict(self.model),
+            "loss": dict(self.loss),
+            "optimizer": dict(self.optimizer),
+            "schedule": dict(self.schedule) if self.schedule else None,
+            "tricks": [t.to_yaml() for t in self.tricks],
+            "train": dataclasses.asdict(self.train),
+        }
+        if self.ablation is not None:
+            out["ablation"] = copy.deepcopy(self.ablation)
+        if self.search is not None:
+            out["search"] = copy.deepcopy(self.search)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        new = copy.deepcopy(self)
+        for k, v in changes.items():
+            setattr(new, k, v)
+        return new
+
+
+_SECTIONS = {f.name for f in dataclasses.fields(RunConfig)} - {"source"}
+
+
+def _section(cls, values: Any, where: str):
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {where!r} must be a mapping, got {values!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise unknown(f"key in {where}", key, names)
+    return cls(**values)
+
+
+def parse_trick(spec: Any) -> TrickSpec:
+    """``"mixup"``, ``"mixup:alpha=0.2,prob=0.5"`` or ``{"mixup": {"alpha": 0.2}}``.
+
+    Example:
+        >>> parse_trick("mixup:alpha=0.2")
+        TrickSpec(name='mixup', params={'alpha': 0.2})
+    """
+    if isinstance(spec, TrickSpec):
+        return spec
+    if isinstance(spec, str):
+        name, _, rest = spec.strip().partition(":")
+        params: dict[str, Any] = {}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"trick parameter {item!r} in {spec!r} is not key=value")
+            params[key.strip()] = yaml.safe_load(value)
+        return TrickSpec(name.strip(), params)
+    if isinstance(spec, dict) and len(spec) == 1:
+        name, params = next(iter(spec.items()))
+        if params is not None and not isinstance(params, dict):
+            raise ValueError(f"parameters of trick {name!r} must be a mapping, got {params!r}")
+        return TrickSpec(str(name), dict(params or {}))
+    raise ValueError(f"a trick is a name, 'name:key=value,...' or {{name: {{params}}}}, got {spec!r}")
+
+
+def _named(values: Any, where: str, default: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A named section. Without a ``name`` it extends the default (``model: {width: 8}``: the
+    default model, narrower); with one, only its own keys count."""
+    if values is None:
+        return default
+    if isinstance(values, str):
+        return {"name": values}
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {where!r} must be a mapping or a name, got {values!r}")
+    if "name" not in values:
+        if default is None:
+            raise ValueError(f"config section {where!r} needs a 'name' (got {values!r})")
+        return {**default, **values}
+    return dict(values)
+
+
+def from_dict(raw: dict[str, Any], source: str | None = None) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ValueError(f"a config is a mapping of sections ({', '.join(sorted(_SECTIONS))}), got {type(raw).__name__}")
+    for key in raw:
+        if key not in _SECTIONS:
+            raise unknown("config section", key, _SECTIONS)
+    defaults = RunConfig()
+    tricks = raw.get("tricks") or []
+    if not isinstance(tricks, list):
+        raise ValueError(f"tricks must be a list, got {tricks!r}")
+    return RunConfig(
+        data=_section(DataConfig, raw.get("data"), "data"),
+        model=_named(raw.get("model"), "model", defaults.model),
+        loss=_named(raw.get("loss"), "loss", defaults.loss),
+        optimizer=_named(raw.get("optimizer"), "optimizer", defaults.optimizer),
+        schedule=_named(raw.get("schedule"), "schedule", None),
+        tricks=[parse_trick(t) for t in tricks],
+        train=_section(TrainConfig, raw.get("train"), "train"),
+        ablation=raw.get("ablation"),
+        search=raw.get("search"),
+        source=source,
+    )
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config dict."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"override {item!r} is not key=value (e.g. train.epochs=3)")
+        parts = key.strip().split(".")
+        if parts[0] not in _SECTIONS:
+            raise unknown("config section", parts[0], _SECTIONS)
+        node = raw
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config (or a dict) and apply ``key=value`` overrides; unknown sections and keys
+    fail here, naming the closest valid one."""
+    if isinstance(source, RunConfig):
+        raw, origin = source.to_dict(), source.source
+    elif isinstance(source, dict):
+        raw, origin = source, None
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML: {exc}") from None
+        origin = str(path)
+    return from_dict(apply_overrides(raw, list(overrides)), origin)
+

@@ -1,0 +1,71 @@
+"""Run directories: resolved config, provenance, and resuming."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trickbag._provenance import provenance
+from trickbag.train.build import Run, build_run
+from trickbag.train.config import RunConfig, load_config
+from trickbag.train.distributed import world
+
+__all__ = ["new_run_dir", "start_run", "resume_run"]
+
+
+def new_run_dir(cfg: RunConfig, out: str | Path | None) -> Path:
+    if out is not None:
+        path = Path(out)
+        # Only rank 0 checks: under torchrun the other ranks may look after rank 0 has written.
+        if world()[0] == 0 and path.exists() and any(path.iterdir()):
+            raise ValueError(f"run directory {path} is not empty; use --resume {path} to continue it, or a new --out")
+        return path
+    if world()[2] > 1:
+        raise ValueError("under torchrun give --out (every process must use the same run directory)")
+    stem = Path(cfg.source).stem if cfg.source else "run"
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _write_meta(run: Run, path: Path, extra: dict[str, Any]) -> None:
+    meta = {
+        **provenance(),
+        "seed": run.config.train.seed,
+        "split_seed": run.config.data.split_seed,
+        "world_size": world()[2],
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "effective": {"optimizer": run.config.optimizer, "schedule": run.config.schedule,
+                      "callbacks": [cb.name for cb in run.trainer.callbacks]},
+        **extra,
+    }
+    (path / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+
+def start_run(cfg: RunConfig, out: str | Path | None = None) -> Run:
+    """Build a run in a new run directory holding its resolved config and provenance."""
+    path = new_run_dir(cfg, out)
+    run = build_run(cfg, run_dir=path)  # fails on bad names before anything is written
+    if world()[0] == 0:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.yaml").write_text(cfg.to_yaml())
+        _write_meta(run, path, {})
+    return run
+
+
+def resume_run(run_dir: str | Path) -> Run:
+    """Rebuild the run of ``run_dir`` from its config and continue from its last checkpoint."""
+    path = Path(run_dir)
+    config_file = path / "config.yaml"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
+    cfg = load_config(config_file)
+    run = build_run(cfg, run_dir=path)
+    last = path / "checkpoints" / "last.pt"
+    if last.exists():
+        run.trainer.load_checkpoint(last)
+    else:
+        print(f"trickbag: no checkpoint in {path}; starting from the beginning", file=sys.stderr)
+    return run

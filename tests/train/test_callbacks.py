@@ -1,0 +1,412 @@
+"""Every loop callback shows its effect; conflicting tricks are refused before the first step."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trickbag.data import DeviceLoader, synthetic
+from trickbag.losses import FocalLoss, LabelSmoothingCrossEntropy, flood
+from trickbag.schedules import cyclic_cosine, linear_decay, one_cycle
+from trickbag.train import Trainer
+from trickbag.train import callbacks as C
+
+from .helpers import data, loaders, mlp
+
+
+def run(callbacks, *, epochs=1, model=None, loss=None, lr=0.05, schedule=None, val=True, run_dir=None, n=256, **kw):
+    splits = data(n=n)
+    train, val_loader = loaders(splits)
+    t = Trainer(model or mlp(), train, val_data=val_loader if val else None, loss=loss,
+                optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=lr), schedule=schedule,
+                callbacks=callbacks, epochs=epochs, progress=False, run_dir=run_dir, **kw)
+    t.fit()
+    return t
+
+
+class Spy(C.Callback):
+    """Records lr, loss and batch statistics at chosen events."""
+
+    def __init__(self):
+        self.lrs, self.losses, self.inputs, self.mix = [], [], [], []
+
+    def on_batch_start(self, state):
+        self.inputs.append(state.inputs.clone())
+        self.mix.append(state.mix)
+
+    def on_before_backward(self, state):
+        self.losses.append(state.loss.detach().clone())
+
+    def on_step_end(self, state):
+        self.lrs.append(state.lr)
+
+
+def test_schedule_sets_the_learning_rate_it_should():
+    spy = Spy()
+    t = run([spy], epochs=2, schedule=one_cycle(16), lr=0.4)
+    assert t.state.step == 16
+    # the lr seen at STEP_END of step s (1-based) is the one for the next update: base * schedule(s)
+    expected = [0.4 * one_cycle(16)(min(s, 15)) for s in range(1, 17)]
+    assert spy.lrs == pytest.approx(expected)
+
+
+def test_gradient_clipping_caps_the_update():
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    run([C.GradientClipping(max_norm=1e-3)], steps=1, model=model, lr=1.0, val=False)
+    step = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert step.item() == pytest.approx(1e-3, rel=1e-4)  # lr 1 times the clipped norm
+
+
+def test_gradient_centralization_centres_the_weight_update():
+    model = mlp()
+    w0 = model[0].weight.detach().clone()
+    run([C.GradientCentralization()], steps=1, model=model, lr=1.0, val=False)
+    delta = model[0].weight.detach() - w0
+    assert delta.abs().sum() > 0
+    torch.testing.assert_close(delta.mean(dim=1), torch.zeros(32), atol=1e-6, rtol=0)
+
+
+def test_flooding_floods_the_data_loss():
+    class Raw(C.Callback):
+        def __init__(self):
+            self.raw = []
+
+        def on_after_forward(self, state):
+            pass
+
+        def on_after_loss(self, state):
+            self.raw.append(state.loss.detach().clone())
+
+    raw, spy = Raw(), Spy()
+    run([raw, C.Flooding(b=5.0), spy], steps=3, val=False)
+    for r, f in zip(raw.raw, spy.losses):
+        torch.testing.assert_close(f, flood(r, 5.0))
+    assert all(f > 5.0 for f in spy.losses)  # far below b: ascent, value 2b - loss
+
+
+def test_label_smoothing_swaps_the_criterion_and_refuses_other_losses():
+    seen = []
+
+    class Crit(C.Callback):
+        def on_after_forward(self, state):
+            seen.append(state.criterion)
+
+    t = run([C.LabelSmoothing(0.2), Crit()], steps=1, val=False)
+    assert isinstance(seen[0], LabelSmoothingCrossEntropy) and seen[0].smoothing == 0.2
+    assert t.state.criterion is F.cross_entropy  # restored at the end
+    with pytest.raises(ValueError, match="LabelSmoothing replaces a cross-entropy loss, but the loss is FocalLoss"):
+        run([C.LabelSmoothing(0.1)], steps=1, loss=FocalLoss(), val=False)
+
+
+def test_mixup_mixes_the_loss_with_odd_batches():
+    splits = synthetic(num_train=99, num_test=10, shape=(16,), num_classes=4)
+    spy = Spy()
+    model = mlp()
+
+    class Check(C.Callback):
+        def on_after_loss(self, state):
+            m = state.mix
+            out = state.outputs
+            expected = m.lam * F.cross_entropy(out, m.targets_a) + (1 - m.lam) * F.cross_entropy(out, m.targets_b)
+            torch.testing.assert_close(state.loss, expected)
+            self.ok = True
+
+    check = Check()
+    t = Trainer(model, DeviceLoader(splits.train, 33, drop_last=False), callbacks=[C.Mixup(alpha=0.4), spy, check],
+                epochs=1, progress=False)
+    t.fit()
+    assert check.ok and all(m is not None for m in spy.mix) and t.state.step == 3
+
+
+def test_mixup_with_multilabel_targets_and_bce():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=gen)
+    y = (torch.rand(64, 3, generator=gen) > 0.5).float()
+    from trickbag.data import ArrayDataset
+
+    t = Trainer(nn.Linear(8, 3), DeviceLoader(ArrayDataset(x, y), 16), loss=nn.BCEWithLogitsLoss(),
+                callbacks=[C.Mixup(alpha=1.0)], epochs=1, progress=False)
+    t.fit()
+    assert t.state.step == 4
+
+
+def test_cutmix_and_augment_rewrite_inputs():
+    splits = synthetic(num_train=64, num_test=16, shape=(1, 8, 8), num_classes=2)
+    spy_before, spy_after = Spy(), Spy()
+    from trickbag.augment import HFlip
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    Trainer(model, DeviceLoader(splits.train, 16), callbacks=[spy_before, C.Augment(HFlip(p=1.0)), spy_after],
+            steps=1, progress=False).fit()
+    torch.testing.assert_close(spy_after.inputs[0], spy_before.inputs[0].flip(3))
+    spy = Spy()
+    Trainer(model, DeviceLoader(splits.train, 16), callbacks=[C.CutMix(alpha=1.0), spy], steps=2, progress=False).fit()
+    assert spy.mix[0] is not None and 0.0 <= float(spy.mix[0].lam) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "callbacks, match",
+    [
+        (lambda: [C.Mixup(), C.CutMix()], "Mixup and CutMix both rewrite the same batch"),
+        (lambda: [C.LRSchedule(linear_decay(10)), C.SnapshotEnsemble(2)], "LRSchedule and SnapshotEnsemble both set the learning rate"),
+        (lambda: [C.Mixup(), C.AdversarialTraining()], "AdversarialTraining needs the batch's hard labels but runs after Mixup"),
+    ],
+)
+def test_fighting_tricks_are_refused_before_the_first_step(callbacks, match):
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=match):
+        run(callbacks(), steps=1, model=model)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+def test_soft_targets_need_a_loss_that_takes_them():
+    with pytest.raises(ValueError, match=r"Mixup\(soft_targets=True\).*FocalLoss needs hard class labels"):
+        run([C.Mixup(soft_targets=True, num_classes=4)], steps=1, loss=FocalLoss())
+    run([C.Mixup(soft_targets=True, num_classes=4)], steps=2, loss=LabelSmoothingCrossEntropy(0.1))
+
+
+def test_two_weight_averages_warn():
+    with pytest.warns(UserWarning, match="EMA and SWA both average weights"):
+        run([C.EMA(0.9), C.SWA(start_epoch=0)], steps=1)
+
+
+def test_weight_penalty_l2_equals_sgd_weight_decay():
+    a, b = mlp(), mlp()
+    run([C.WeightPenalty(l2=0.1)], steps=3, model=a, val=False)
+    splits = data()
+    train, _ = loaders(splits)
+    decayed = [p for p in b.parameters() if p.dim() >= 2]
+    rest = [p for p in b.parameters() if p.dim() < 2]
+    Trainer(b, train, optimizer=lambda m: torch.optim.SGD([{"params": decayed, "weight_decay": 0.1}, {"params": rest}], lr=0.05),
+            steps=3, progress=False).fit()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.64, 0.9])
+    snapshots = {}
+
+    class Score(C.Callback):
+        def on_eval_end(self, state):
+            state.metrics["score"] = next(scores)
+
+        def on_epoch_end(self, state):
+            snapshots[state.epoch + 1] = {k: v.clone() for k, v in state.raw_model.state_dict().items()}
+
+    model = mlp()
+    t = run([Score(), C.EarlyStopping(monitor="score", mode="max", patience=3)], epochs=6, model=model)
+    assert len(t.state.history) == 5 and "has not improved for 3 epochs" in t.state.stop_reason
+    assert t.state.metrics["best_epoch"] == 2
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[2][k])
+    with pytest.raises(ValueError, match="monitors 'val_f1'.*available:.*val_acc"):
+        run([C.EarlyStopping(monitor="val_f1")], epochs=1)
+
+
+def test_ema_follows_its_formula_and_is_used_for_evaluation():
+    model = mlp()
+    shadow0 = [t.detach().clone() for t in model.state_dict().values()]
+    ema = C.EMA(decay=0.9, apply_at_end=False)
+    seen = []
+
+    class AtStep(C.Callback):
+        def on_step_end(self, state):
+            seen.append([t.detach().clone() for t in state.raw_model.state_dict().values()])
+
+    t = run([AtStep(), ema], steps=2, model=model, val=False)
+    expected = shadow0
+    for weights in seen:
+        expected = [0.9 * e + 0.1 * w for e, w in zip(expected, weights)]
+    for s, e in zip(ema.shadow, expected):
+        torch.testing.assert_close(s, e)
+    assert not all(torch.equal(s, w) for s, w in zip(ema.shadow, seen[-1]))
+    # evaluation runs with the averaged weights and puts the raw ones back
+    splits = data()
+    _, val = loaders(splits)
+    raw = [p.detach().clone() for p in model.parameters()]
+    ema.on_eval_start(t.state)
+    averaged_metrics = t.evaluate(val)
+    ema.on_eval_end(t.state)
+    assert all(torch.equal(p, r) for p, r in zip(model.parameters(), raw))
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), ema.shadow):
+            p.copy_(s)
+    assert t.evaluate(val) == averaged_metrics
+
+
+def test_swa_averages_epoch_end_weights():
+    model = mlp()
+    ends = []
+
+    class Ends(C.Callback):
+        def on_epoch_end(self, state):
+            ends.append([p.detach().clone() for p in state.raw_model.parameters()])
+
+    t = run([Ends(), C.SWA(start_epoch=1)], epochs=3, model=model)
+    expected = [(a + b) / 2 for a, b in zip(ends[1], ends[2])]  # epochs 2 and 3
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p, e)
+    assert "swa_val_acc" in t.state.metrics
+
+
+def test_snapshot_ensemble_saves_one_snapshot_per_cycle(tmp_path):
+    spy = Spy()
+    t = run([C.SnapshotEnsemble(cycles=3), spy], epochs=3, lr=0.2, run_dir=tmp_path)
+    total = t.state.total_steps
+    assert total == 24
+    snapshots = sorted((tmp_path / "snapshots").glob("snapshot-*.pt"))
+    assert len(snapshots) == 3
+    cycle = 8
+    expected = [0.2 * cyclic_cosine(cycle)(s) for s in range(1, total + 1)]
+    assert spy.lrs == pytest.approx(expected)
+    assert spy.lrs[cycle - 2] == pytest.approx(0.0, abs=1e-12)  # the lowest lr is the cycle's last update
+    m = t.state.metrics
+    assert len(m["snapshot_val_acc"]) == 3 and 0.0 <= m["ensemble_val_acc"] <= 1.0
+
+
+def test_nan_guard_stops_with_a_diagnosis_and_keeps_the_last_good_weights(tmp_path):
+    class PoisonAt3(C.Callback):
+        def on_batch_start(self, state):
+            if state.step == 2:
+                state.inputs = state.inputs.clone()
+                state.inputs[0, 0] = float("inf")
+
+    model = mlp()
+    weights = []
+
+    class Keep(C.Callback):
+        def on_step_end(self, state):
+            weights.append([p.detach().clone() for p in state.raw_model.parameters()])
+
+    t = run([PoisonAt3(), C.NaNGuard(), Keep(), C.Checkpoint(every_steps=1)], epochs=1, model=model, run_dir=tmp_path)
+    d = t.state.metrics["diagnosis"]
+    assert "non-finite loss at step 3" in d and "learning rate 0.05" in d and "first non-finite values in 0" in d
+    assert t.state.step == 2 and t.state.diverged
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights[-1]))
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["counters"]["step"] == 2
+
+
+def test_metrics_logger_writes_jsonl(tmp_path):
+    run([C.MetricsLogger(every_steps=4)], epochs=2, run_dir=tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if r["kind"] == "step"]
+    epochs = [r for r in lines if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == [4, 8, 12, 16]
+    assert len(epochs) == 2 and "val_acc" in epochs[0] and "train_loss" in epochs[0]
+
+
+def test_adversarial_training_replaces_part_of_the_batch():
+    spy_before, spy_after = Spy(), Spy()
+    run([spy_before, C.AdversarialTraining("fgsm", eps=0.25, ratio=0.5), spy_after], steps=1, val=False)
+    a, b = spy_before.inputs[0], spy_after.inputs[0]
+    k = a.shape[0] // 2
+    delta = (b[:k] - a[:k]).abs()
+    assert torch.allclose(delta[delta > 0], torch.full_like(delta[delta > 0], 0.25))
+    assert torch.equal(b[k:], a[k:])
+
+
+def test_embedding_adversarial_adds_gradients_and_restores_the_embedding():
+    from trickbag.models import text_cnn
+
+    splits = synthetic(num_train=64, num_test=16, shape=(12,), num_classes=2, vocab_size=50)
+
+    def fit(callbacks):
+        torch.manual_seed(0)
+        model = text_cnn(50, 2, embed_dim=8, num_filters=4, dropout=0.0)
+        weights = {}
+
+        class Emb(C.Callback):
+            def on_after_backward(self, state):
+                weights["emb"] = state.raw_model.embedding.weight.detach().clone()
+
+        Trainer(model, DeviceLoader(splits.train, 16), optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                callbacks=callbacks + [Emb()], steps=2, progress=False).fit()
+        return model, weights
+
+    for method in ("fgm", "pgd"):
+        plain, _ = fit([])
+        adv, seen = fit([C.EmbeddingAdversarial(method=method, epsilon=0.5)])
+        assert not torch.equal(plain.fc.weight, adv.fc.weight)
+        assert torch.isfinite(adv.embedding.weight).all()
+
+
+class Payload:
+    pass
+
+
+def test_checkpoint_write_is_atomic_and_loads_only_weights(tmp_path):
+    from trickbag.train import load_checkpoint, save_atomic
+
+    path = tmp_path / "last.pt"
+    save_atomic({"step": 1, "w": torch.ones(2)}, path)
+    with pytest.raises(Exception):
+        save_atomic({"step": 2, "bad": lambda: None}, path)  # fails half way through pickling
+    assert load_checkpoint(path)["step"] == 1  # the good file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+    torch.save({"obj": Payload()}, tmp_path / "evil.pt")  # any class: weights_only refuses it
+    with pytest.raises(ValueError, match="not a readable trickbag checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_best_k_checkpoints(tmp_path):
+    scores = iter([0.2, 0.5, 0.4, 0.6])
+
+    class Score(C.Callback):
+        def on_eval_end(self, state):
+            state.metrics["score"] = next(scores)
+
+    run([Score(), C.Checkpoint(every_epochs=None, keep_best=2, monitor="score")], epochs=4, run_dir=tmp_path)
+    files = sorted(p.name for p in (tmp_path / "checkpoints").glob("best-*.pt"))
+    assert files == ["best-2.pt", "best-4.pt"]
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert [b["epoch"] for b in best] == [4, 2]
+
+
+def test_resume_restores_everything(tmp_path):
+    """Save mid-run, resume in a fresh trainer: the same final weights as an uninterrupted run."""
+    def make(seed_model, cbs):
+        splits = data()
+        train, val = loaders(splits)
+        return Trainer(mlp(seed=seed_model, bn=True), train, val_data=val,
+                       optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
+                       schedule=one_cycle(24), callbacks=cbs, epochs=3, progress=False, run_dir=tmp_path)
+
+    full = make(0, [C.EMA(0.9), C.Mixup(0.4)])
+    full.fit()
+    part = make(0, [C.EMA(0.9), C.Mixup(0.4), C.Checkpoint(every_steps=10, every_epochs=None)])
+
+    class Halt(C.Callback):
+        def on_step_end(self, state):
+            if state.step == 10:
+                state.stop("simulated crash")
+
+    part.callbacks.append(Halt())
+    part.fit()
+    resumed = make(123, [C.EMA(0.9), C.Mixup(0.4), C.Checkpoint(every_steps=10, every_epochs=None), Halt()])
+    resumed.callbacks[-1] = C.Callback()  # a no-op in the same slot
+    resumed.callbacks[-1].__class__ = type("Halt", (C.Callback,), {})
+    resumed.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    resumed.fit()
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["val_acc"] for h in full.state.history] == [h["val_acc"] for h in resumed.state.history]
+    with pytest.raises(ValueError, match="was written with callbacks"):
+        make(0, []).load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+
+
+def test_warning_free_plain_run():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run([], steps=2)
