@@ -79,6 +79,27 @@ def test_state_dict_moves_between_torch_and_fused():
     assert resumed.state[fresh[0]]["step"].item() == 15
 
 
+def test_parameters_that_skip_steps_keep_their_own_counts():
+    gen = torch.Generator().manual_seed(11)
+    ref = [torch.nn.Parameter(torch.randn(4, 3, generator=gen)) for _ in range(3)]
+    ours = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    opt_ref, opt_ours = torch.optim.RAdam(ref, lr=1e-2), FusedRAdam(ours, lr=1e-2)
+    for step in range(30):
+        for i, (a, b) in enumerate(zip(ref, ours)):
+            if i == 1 and step % 3 == 0:  # no gradient: torch skips it and its step count lags
+                a.grad = b.grad = None
+                continue
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        opt_ref.step()
+        opt_ours.step()
+    assert max_rel_error(ref, ours) <= 1e-6
+    steps = [opt_ours.state[p]["step"].item() for p in ours]
+    assert steps == [opt_ref.state[p]["step"].item() for p in ref] == [30, 20, 30]
+    sd = opt_ours.state_dict()["state"]
+    assert sd[0]["step"] is not sd[2]["step"]  # one tensor per parameter, as torch's
+
+
 def test_bad_arguments():
     p = [torch.nn.Parameter(torch.zeros(2))]
     with pytest.raises(ValueError, match=r"betas\[1\] must be in \[0.0, 1.0\), got 1.0"):

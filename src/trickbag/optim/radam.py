@@ -50,6 +50,33 @@ def _triton_available() -> bool:
     return True
 
 
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+class _Plan:
+    """The cached layout of one parameter group's step.
+
+    The group's tensors share one step counter tensor while the plan lives (one ``add_`` a
+    step instead of a foreach over many CPU scalars, which costs more than the update itself);
+    ``FusedRAdam.state_dict`` hands out a copy per parameter, as torch's RAdam has."""
+
+    def __init__(self, params: list[Tensor], states: list[dict], step: float, buckets: dict):
+        self.params = params
+        self.ids = [id(p) for p in params]
+        self.step_tensor = torch.tensor(step)
+        for s in states:
+            s["step"] = self.step_tensor
+        self.buckets = [
+            (fast, [params[i] for i in idx], [states[i]["exp_avg"] for i in idx], [states[i]["exp_avg_sq"] for i in idx])
+            for (_, _, fast), idx in buckets.items()
+        ]
+        self.grad_strides = [p.grad.stride() for p in params]
+
+    def same(self, params: list[Tensor]) -> bool:
+        return (len(params) == len(self.ids) and all(id(p) == i for p, i in zip(params, self.ids))
+                and all(p.grad.stride() == s for p, s in zip(params, self.grad_strides)))
+
+
 def _dense_like(p: Tensor, g: Tensor) -> bool:
     dense = p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last))
     return dense and g.stride() == p.stride() and g.dtype == p.dtype
@@ -107,8 +134,9 @@ class FusedRAdam(torch.optim.Optimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
         )
-        super().__init__(params, defaults)
+        self._plans: dict[int, _Plan] = {}
         self._tables: dict[tuple, Any] = {}
+        super().__init__(params, defaults)
 
     def _state_for(self, p: Tensor) -> dict[str, Tensor]:
         state = self.state[p]
@@ -120,10 +148,43 @@ class FusedRAdam(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self._tables.clear()  # moment tensors were replaced: addresses changed
+        self._plans.clear()  # moment tensors were replaced: addresses changed
+        self._tables.clear()
         for state in self.state.values():
             if "step" in state:  # keep the counter on the host, as torch's non-capturable RAdam
                 state["step"] = state["step"].detach().float().cpu()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if hasattr(self, "_plans"):
+            self._plans.clear()
+
+    def _plan(self, params: list[Tensor]) -> _Plan | None:
+        """What a step over exactly these tensors needs, computed once and reused while the
+        same tensors have gradients (the usual case: every step of a training run). None when
+        they are at different step counts (then each count is updated on its own)."""
+        states = [self._state_for(p) for p in params]
+        steps = {float(s["step"]) for s in states}
+        if len(steps) != 1:
+            return None
+        fast_ok = self.backend != "foreach" and _triton_available()
+        buckets: dict[tuple, list[int]] = {}
+        for i, (p, s) in enumerate(zip(params, states)):
+            fast = (fast_ok and p.is_cuda and _dense_like(p, p.grad) and p.dtype in _KERNEL_DTYPES
+                    and all(t.data_ptr() % 16 == 0 for t in (p, p.grad, s["exp_avg"], s["exp_avg_sq"])))
+            buckets.setdefault((p.dtype, p.device, fast), []).append(i)
+        return _Plan(params, states, steps.pop(), buckets)
+
+    def _unshare_steps(self) -> None:
+        for p, state in self.state.items():
+            if "step" in state:
+                state["step"] = state["step"].clone()
+        self._plans.clear()
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        sd = super().state_dict()
+        sd["state"] = {k: {**v, "step": v["step"].clone()} if "step" in v else dict(v) for k, v in sd["state"].items()}
+        return sd
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -135,37 +196,50 @@ class FusedRAdam(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            if any(p.grad.is_sparse for p in params):
-                raise ValueError("FusedRAdam does not support sparse gradients")
-            states = [self._state_for(p) for p in params]
-            steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1.0)
-            buckets: dict[tuple, list[int]] = {}
-            for i, (p, s) in enumerate(zip(params, steps)):
-                fast = self.backend != "foreach" and p.is_cuda and _dense_like(p, p.grad)
-                buckets.setdefault((int(s.item()), p.dtype, p.device, fast), []).append(i)
-            for (step, _, _, fast), idx in buckets.items():
-                ps = [params[i] for i in idx]
-                self._update(index, group, step, ps, [states[i] for i in idx], fast)
+            plan = self._plans.get(index)
+            if plan is None or not plan.same(params):
+                if any(p.grad.is_sparse for p in params):
+                    raise ValueError("FusedRAdam does not support sparse gradients")
+                if plan is not None:
+                    self._unshare_steps()
+                plan = self._plan(params)
+                if plan is None:  # tensors at different step counts (rare)
+                    self._step_by_count(index, group, params)
+                    continue
+                self._plans[index] = plan
+            plan.step_tensor.add_(1.0)
+            step = int(plan.step_tensor.item())  # a CPU tensor: no device synchronisation
+            for fast, ps, exp_avgs, exp_avg_sqs in plan.buckets:
+                self._update(index, group, step, ps, exp_avgs, exp_avg_sqs, fast)
         return loss
 
-    def _update(self, index: int, group: dict, step: int, ps: list[Tensor], states: list[dict], fast: bool) -> None:
+    def _step_by_count(self, index: int, group: dict, params: list[Tensor]) -> None:
+        states = [self.state[p] for p in params]
+        torch._foreach_add_([s["step"] for s in states], 1.0)
+        buckets: dict[int, list[int]] = {}
+        for i, s in enumerate(states):
+            buckets.setdefault(int(s["step"].item()), []).append(i)
+        for step, idx in buckets.items():
+            self._update(index, group, step, [params[i] for i in idx], [states[i]["exp_avg"] for i in idx],
+                         [states[i]["exp_avg_sq"] for i in idx], False)
+
+    def _update(self, index: int, group: dict, step: int, ps: list[Tensor], exp_avgs: list[Tensor],
+                exp_avg_sqs: list[Tensor], fast: bool) -> None:
         beta1, beta2 = group["betas"]
         lr = float(group["lr"])
         wd = group["weight_decay"]
         decoupled = group["decoupled_weight_decay"]
         rectified, step_size = radam_coefficients(step, lr, beta1, beta2)
-        exp_avgs = [s["exp_avg"] for s in states]
-        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
         grads = [p.grad for p in ps]
-        if fast and (self.backend == "triton" or _triton_available()):
+        if fast:
             from trickbag.optim import _triton_radam
 
-            key = (index, tuple(p.data_ptr() for p in ps))
+            key = (index, tuple(p.data_ptr() for p in ps))  # a parameter moved: new tables
             tables = self._tables.get(key)
             if tables is None:
+                self._tables = {k: v for k, v in self._tables.items() if k[0] != index}
                 tables = self._tables[key] = _triton_radam.BlockTables(ps, exp_avgs, exp_avg_sqs)
-            _triton_radam.launch(
+            done = _triton_radam.launch(
                 tables,
                 grads,
                 beta1=beta1,
@@ -178,7 +252,8 @@ class FusedRAdam(torch.optim.Optimizer):
                 has_decay=wd != 0,
                 maximize=group["maximize"],
             )
-            return
+            if done:
+                return
         if group["maximize"]:
             grads = torch._foreach_neg(grads)
         if wd != 0:
