@@ -22,7 +22,7 @@ data:
 	fi
 
 demo: $(STAMP) data
-	$(BIN)/trickbag list
+	$(BIN)/trickbag ablate --config configs/fashion_mnist_demo.yaml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -23,3 +23,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+from pg_server import postgres_url  # noqa: E402,F401  (a real PostgreSQL server, for multi-worker tests)

@@ -67,6 +67,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from trickbag.ablation import run
+    from trickbag.ablation.report import table_text
+
+    summary = run(args.config, args.tricks, seeds=args.seeds, mode=args.mode, metric=args.metric, workers=args.workers,
+                  storage=args.storage, out=args.out, overrides=args.overrides, study_name=args.study,
+                  progress=not args.quiet)
+    if "rows" in summary:
+        print(table_text(summary["rows"], summary["metric"]))
+        print(f"\nreport: {summary['report'][1]}  (and report.md; re-render with `trickbag report {summary['out']}`)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    folder = Path(args.dir)
+    if (folder / "ablation.json").exists():
+        from trickbag.ablation.report import render, table_text
+        from trickbag.ablation.runner import load_spec
+
+        result = render(folder)
+        print(table_text(result["rows"], load_spec(folder)[1].metric))
+        print(f"report: {result['report'][1]}")
+        return 0
+    raise FileNotFoundError(f"{folder} holds no ablation (ablation.json), run (config.yaml) or search (search.json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trickbag",
@@ -88,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<config>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or stopped run from its last checkpoint")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("ablate", help="which tricks help: arms x seeds with paired statistics and a report")
+    p.add_argument("--config", required=True, help="the base run config (its ablation: section gives defaults)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
+    p.add_argument("--tricks", help="tricks to ablate, e.g. label_smoothing,mixup:alpha=0.2,cutout")
+    p.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
+    p.add_argument("--mode", choices=["add-one", "leave-one-out", "grid"])
+    p.add_argument("--metric", help="final-epoch metric to compare (default val_acc)")
+    p.add_argument("--workers", type=int, help="trials at once on this machine")
+    p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")
+    p.add_argument("--out", default="runs/ablation", help="output folder (default runs/ablation)")
+    p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+    p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
+    p.add_argument("dir")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -1,0 +1,71 @@
+"""One trial of an ablation: one arm with one seed, trained through the Trainer."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from typing import Any
+
+import torch
+
+__all__ = ["run_trial"]
+
+_SPLITS: dict[str, Any] = {}
+
+
+def _splits(cfg) -> Any:
+    """Data loaded once per process and shared by its trials (the splits never change)."""
+    import yaml
+
+    from trickbag.train.build import load_splits
+
+    key = yaml.safe_dump({"data": cfg.to_dict()["data"], "source": cfg.source})
+    if key not in _SPLITS:
+        _SPLITS.clear()
+        _SPLITS[key] = load_splits(cfg)
+    return _SPLITS[key]
+
+
+def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
+    """Train ``payload["config"]`` (a full run config dict) and report the metric's final value
+    and the curves. Never raises: failures come back as ``{"failure": traceback}``."""
+    from trickbag.train.build import build_run
+    from trickbag.train.config import load_config
+
+    start = time.perf_counter()
+    try:
+        if payload.get("device"):
+            payload["config"].setdefault("train", {})["device"] = payload["device"]
+        cfg = load_config(payload["config"])
+        cfg.source = payload.get("source")
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+        run = build_run(cfg, splits=_splits(cfg))
+        fit_start = time.perf_counter()
+        results = run.fit()
+        train_time = time.perf_counter() - fit_start
+        metric = payload["metric"]
+        final = results["final"]
+        if metric not in final:
+            numeric = sorted(k for k, v in final.items() if isinstance(v, (int, float)))
+            return {"failure": f"metric {metric!r} is not reported by this run; available: {numeric}"}
+        value = float(final[metric])
+        keep = ("epoch", "train_loss", "val_loss", "val_acc", metric)
+        history = [{k: h[k] for k in keep if k in h and isinstance(h[k], (int, float))} for h in results["history"]]
+        out = {
+            "value": value if math.isfinite(value) else None,
+            "history": history,
+            "wall_time": time.perf_counter() - start,
+            "train_time": train_time,
+            "steps": run.trainer.state.step,
+            "device": str(run.trainer.device),
+        }
+        if results.get("stopped"):
+            out["stopped"] = results["stopped"]
+        if not math.isfinite(value) or run.trainer.state.diverged:
+            out["failure"] = results.get("stopped") or f"{metric} is not finite"
+            out["value"] = None
+        return out
+    except Exception:  # reported on the trial, not raised in the worker
+        return {"failure": traceback.format_exc(limit=8), "wall_time": time.perf_counter() - start}

@@ -1,0 +1,35 @@
+"""Arms: trick lists from the command line and the three modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from trickbag.ablation.arms import make_arms, parse_tricks
+
+
+def test_command_line_lists_keep_parameters_together():
+    tricks = parse_tricks("label_smoothing,mixup:alpha=0.2,soft_targets=false,cutout:size=8,mixup:alpha=0.4")
+    assert [t.label() for t in tricks] == ["label_smoothing", "mixup:alpha=0.2,soft_targets=False", "cutout:size=8",
+                                           "mixup:alpha=0.4"]
+    assert parse_tricks([{"mixup": {"alpha": 0.2}}, "ema"])[1].name == "ema"
+
+
+def test_bad_lists():
+    with pytest.raises(ValueError, match="unknown trick 'mixpu'; did you mean 'mixup'"):
+        parse_tricks("mixpu")
+    with pytest.raises(ValueError, match="the same arm is listed twice"):
+        parse_tricks("ema,ema")
+    with pytest.raises(ValueError, match="at least one trick"):
+        parse_tricks("")
+
+
+def test_modes():
+    tricks = parse_tricks("a_placeholder".replace("a_placeholder", "mixup,cutout,ema"))
+    add = make_arms(tricks, "add-one")
+    assert [a.label for a in add] == ["baseline", "mixup", "cutout", "ema"] and add[0].reference
+    loo = make_arms(tricks, "leave-one-out")
+    assert [len(a.tricks) for a in loo] == [3, 2, 2, 2] and loo[1].sign == -1 and loo[1].effect_of == "mixup"
+    grid = make_arms(tricks, "grid")
+    assert len(grid) == 8 and grid[-1].label == "mixup + cutout + ema"
+    with pytest.raises(ValueError, match="unknown mode 'pairs'"):
+        make_arms(tricks, "pairs")

@@ -1,0 +1,166 @@
+"""The ablation runner end to end: paired seeds, reports, workers, SIGKILL and resume, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trickbag import _study
+from trickbag.ablation import run
+from trickbag.cli import main
+
+
+
+BASE = {
+    "data": {"name": "synthetic", "options": {"num_train": 480, "num_test": 64, "shape": [1, 8, 8], "num_classes": 3,
+                                                "noise": 2.0}, "batch_size": 32},
+    "model": {"name": "small_cnn", "width": 4},
+    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "train": {"epochs": 2, "threads": 1},
+}
+
+
+def write(tmp_path, extra=None, name="base.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({**BASE, **(extra or {})}))
+    return path
+
+
+def env():
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    e["PYTHONPATH"] = str(Path(__file__).parents[2] / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def trials_by_slot(out: Path):
+    import optuna
+
+    meta = __import__("json").loads((out / "ablation.json").read_text())
+    study = optuna.load_study(study_name=meta["study"], storage=_study.storage_url(meta["storage"], out))
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    return study, {t.user_attrs["slot"]: t for t in done}, [t.user_attrs["slot"] for t in done]
+
+
+def test_seeds_are_paired_and_the_report_is_complete(tmp_path):
+    # flooding at b = 0 leaves every loss unchanged, so with paired seeds it must equal the baseline exactly
+    summary = run(write(tmp_path), "flooding:b=0.0,mixup:alpha=0.4", seeds=2, out=tmp_path / "out", progress=False)
+    rows = {r["label"]: r for r in summary["rows"]}
+    assert set(rows) == {"baseline", "flooding:b=0.0", "mixup:alpha=0.4"}
+    same = rows["flooding:b=0.0"]["paired"]
+    assert same.n == 2 and same.mean == 0.0 and same.p_value == 1.0
+    assert rows["mixup:alpha=0.4"]["paired"].n == 2
+    assert rows["flooding:b=0.0"]["verdict"] == "no evidence at 2 seeds"
+    out = tmp_path / "out"
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for label in rows:
+        assert label in md and label in html
+    assert "95% CI" in md and "Holm" in md and "Provenance" in md and "git" in md
+    from PIL import Image
+
+    for png in ("effects.png", "curves_metric.png", "curves_train_loss.png"):
+        with Image.open(out / png) as img:
+            assert img.size[0] > 400 and img.size[1] > 150
+    assert main(["report", str(out)]) == 0  # re-render from the storage
+
+
+def test_two_local_workers_run_every_trial_once(tmp_path):
+    out = tmp_path / "out"
+    summary = run(write(tmp_path), "label_smoothing,cutout:size=3", seeds=2, workers=2, out=out, progress=False)
+    assert summary["counts"] == {"planned": 6, "done": 6, "running": 0}
+    study, by_slot, slots = trials_by_slot(out)
+    assert sorted(slots) == sorted(by_slot) and len(slots) == 6
+    assert len(study.get_trials()) == 6
+
+
+def test_rerunning_a_finished_ablation_runs_nothing(tmp_path):
+    base = write(tmp_path)
+    run(base, "ema:decay=0.9", seeds=2, out=tmp_path / "out", progress=False)
+    _, before, _ = trials_by_slot(tmp_path / "out")
+    summary = run(base, "ema:decay=0.9", seeds=2, out=tmp_path / "out", progress=False)
+    _, after, _ = trials_by_slot(tmp_path / "out")
+    assert summary["counts"]["done"] == 4
+    assert {k: t.number for k, t in before.items()} == {k: t.number for k, t in after.items()}
+
+
+def test_bad_ablations_fail_before_any_trial(tmp_path, capsys):
+    base = write(tmp_path)
+    with pytest.raises(ValueError, match="unknown trick 'mixpu'"):
+        run(base, "mixpu", out=tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="name the tricks to ablate"):
+        run(base, None, out=tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="unknown key in ablation 'seed'; did you mean 'seeds'"):
+        run(write(tmp_path, {"ablation": {"tricks": ["ema"], "seed": 3}}, "c.yaml"), out=tmp_path / "c", progress=False)
+    assert main(["ablate", "--config", str(base), "--tricks", "ema", "--seeds", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "seeds must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_sigkill_loses_only_trials_in_flight_and_resume_repeats_nothing(tmp_path):
+    slow = {**BASE, "data": {**BASE["data"], "options": {**BASE["data"]["options"], "num_train": 2400}},
+            "train": {"epochs": 4, "threads": 1}}
+    config = tmp_path / "slow.yaml"
+    config.write_text(yaml.safe_dump(slow))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "trickbag", "ablate", "--config", str(config), "--tricks", "label_smoothing,ema",
+           "--seeds", "3", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    done_before = {}
+    while time.time() < deadline:
+        time.sleep(0.3)
+        if (out / "ablation.json").exists():
+            try:
+                _, done_before, _ = trials_by_slot(out)
+            except Exception:
+                continue
+            if len(done_before) >= 3:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _, done_at_kill, _ = trials_by_slot(out)
+    assert 3 <= len(done_at_kill) < 9, "kill the run part way through"
+    resumed = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    study, by_slot, slots = trials_by_slot(out)
+    assert len(slots) == len(set(slots)) == 9  # every slot finished exactly once
+    for slot, trial in done_at_kill.items():  # finished trials were not repeated
+        assert by_slot[slot].number == trial.number and by_slot[slot].datetime_complete == trial.datetime_complete
+    failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert all("stopped" in t.user_attrs.get("failure", "") for t in failed)  # only the ones in flight
+    assert len(failed) <= 1
+    assert "report:" in resumed.stdout
+
+
+def test_two_machines_share_trials_through_postgresql(tmp_path, postgres_url):
+    config = write(tmp_path)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "trickbag", "ablate", "--config", str(config), "--tricks",
+                          "label_smoothing,mixup,cutout:size=3", "--seeds", "3", "--storage", postgres_url,
+                          "--out", str(tmp_path / f"worker{i}"), "--study", "shared", "--quiet"],
+                         env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (so, se) in zip(procs, outputs):
+        assert p.returncode == 0, se[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=_study.storage_url(postgres_url, tmp_path))
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    slots = [t.user_attrs["slot"] for t in complete]
+    assert len(slots) == len(set(slots)) == 12  # 4 arms x 3 seeds, each exactly once
+    assert not [t for t in trials if t.state != optuna.trial.TrialState.COMPLETE and "discarded" not in t.user_attrs]
+    workers = {t.user_attrs["worker"] for t in complete}
+    assert len(workers) == 2  # both machines did work
+    for i in range(2):  # whichever finished last wrote a complete report; both wrote one
+        assert "label_smoothing" in (tmp_path / f"worker{i}" / "report.md").read_text()
+    last = max((tmp_path / f"worker{i}" / "report.md" for i in range(2)), key=lambda p: p.stat().st_mtime)
+    assert "12 of 12 trials complete" in last.read_text()
