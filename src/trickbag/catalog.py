@@ -397,6 +397,14 @@ TRICKS: tuple[Trick, ...] = (
     Trick("nan_guard", "loop", "Stop on a non-finite loss or gradient before it spreads, with a diagnosis.",
           "Goodfellow, Bengio, Courville. Deep Learning, ch. 11 (Practical Methodology). MIT Press 2016.",
           "trickbag.loop:all_finite", _CB + "NaNGuard", callback=_CB + "NaNGuard", use="callback"),
+    # ---- tools ---------------------------------------------------------------------------------
+    Trick("monitor", "tool", "Per-layer activation, gradient and update statistics, with diagnoses.",
+          "Karpathy. CS231n: Babysitting the Learning Process. Stanford 2016; Glorot, Bengio. AISTATS 2010.",
+          "trickbag.monitor:diagnose", "trickbag.monitor:Monitor", callback="trickbag.monitor:Monitor",
+          use="callback", defaults={"every_steps": 50}),
+    Trick("lr_find", "tool", "The learning-rate range test: sweep the rate up, watch the loss, pick a range.",
+          "Smith. Cyclical Learning Rates for Training Neural Networks. WACV 2017.",
+          "trickbag.monitor:lr_find", "trickbag.monitor:plot_lr_find"),
 )
 
 _BY_NAME = {t.name: t for t in TRICKS}

@@ -92,7 +92,38 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(table_text(result["rows"], load_spec(folder)[1].metric))
         print(f"report: {result['report'][1]}")
         return 0
+    if (folder / "config.yaml").exists():
+        from trickbag.monitor.report import render_run
+
+        result = render_run(folder)
+        for d in result["diagnoses"]:
+            print(f"diagnosis: {d['title']}: {d['message']}")
+        print(f"report: {result['report'][1]}")
+        return 0
     raise FileNotFoundError(f"{folder} holds no ablation (ablation.json), run (config.yaml) or search (search.json)")
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from trickbag.monitor import lr_find, plot_lr_find
+    from trickbag.train.build import build_run
+    from trickbag.train.config import load_config
+
+    cfg = load_config(args.config, [*args.overrides, "train.progress=false"])
+    run = build_run(cfg)
+    result = lr_find(run.trainer, min_lr=args.min, max_lr=args.max, steps=args.steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lr_find.json").write_text(json.dumps(result.to_dict(), indent=1))
+    png = plot_lr_find(result, out / "lr_find.png")
+    lo, hi = result.cyclic_bounds
+    print(f"steepest descent: lr {result.steepest:.3g}")
+    print(f"minimum / 10:     lr {result.min_over_10:.3g}")
+    print(f"cyclical bounds:  {lo:.3g} to {hi:.3g}")
+    print(f"{'stopped when the loss diverged' if result.stopped_early else 'swept the whole range'}; plot: {png}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("lr-find", help="learning-rate range test: suggestions and a plot")
+    p.add_argument("--config", required=True)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--min", type=float, default=1e-7, help="smallest learning rate (default 1e-7)")
+    p.add_argument("--max", type=float, default=10.0, help="largest learning rate (default 10)")
+    p.add_argument("--steps", type=int, default=200, help="updates in the sweep (default 200)")
+    p.add_argument("--out", default=".", help="folder for lr_find.png and lr_find.json (a run directory, say)")
+    p.set_defaults(func=_cmd_lr_find)
 
     p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
     p.add_argument("dir")

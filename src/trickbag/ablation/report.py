@@ -39,7 +39,8 @@ def collect(out: str | Path) -> dict[str, Any]:
         reason = str(t.user_attrs.get("failure", "failed")).strip().splitlines()[-1]
         arms[t.user_attrs["arm"]]["failures"].append(f"seed {t.user_attrs['seed']}: {reason}")
     study = planned.study
-    return {"meta": meta, "spec": spec, "arms": arms, "counts": planned.counts(),
+    workers = {k.split(":", 1)[1]: v for k, v in study.user_attrs.items() if k.startswith("workers:")}
+    return {"meta": meta, "spec": spec, "arms": arms, "counts": planned.counts(), "workers": workers,
             "started": study.user_attrs.get("started"), "finished": study.user_attrs.get("finished")}
 
 
@@ -135,6 +136,13 @@ def _plot_curves(data, key: str, path: Path, ylabel: str) -> bool:
     return True
 
 
+def _where(url: str) -> str:
+    """Storage without credentials or local paths: the file name of a SQLite database."""
+    if url.startswith("sqlite"):
+        return f"{Path(url.split(':///', 1)[-1]).name} (SQLite, in this folder)"
+    return url.split("@")[-1]
+
+
 def render(out: str | Path) -> dict[str, Any]:
     """Write ``report.md``, ``report.html`` and the PNGs of the ablation in ``out``; return the
     table rows and the report paths."""
@@ -176,6 +184,14 @@ def render(out: str | Path) -> dict[str, Any]:
         f"arm from {ref_label}, not that the trick does nothing. The metric is the final epoch's {spec.metric} on the "
         f"validation split ({'higher' if spec.direction == 'maximize' else 'lower'} is better); the test split is not used."
     )
+    shared = {host: n for host, n in data["workers"].items() if n > 1}
+    if shared:
+        page.paragraph(
+            "Train times were measured with several trials running at once on a machine "
+            f"({', '.join(f'{n} on {h}' for h, n in shared.items())}), sharing its device: they show relative cost, "
+            "not the time of a trial alone, and the overhead column compares arms under the same sharing "
+            "(trials run seed by seed across arms)."
+        )
     failures = [f"{r['label']}: {f}" for r in rows for f in r["failures"]]
     if failures:
         page.heading("Failed trials")
@@ -193,7 +209,7 @@ def render(out: str | Path) -> dict[str, Any]:
         f"trickbag {prov.get('trickbag')}, git {prov.get('git')}, torch {prov.get('torch')}",
         f"hardware: {prov.get('hardware')}",
         f"seeds: {', '.join(str(base.train.seed + i) for i in range(spec.seeds))} (paired across arms)",
-        f"study {meta['study']} in {meta['storage'].split('@')[-1]}",
+        f"study {meta['study']} in {_where(meta['storage'])}",
     ])
     page.paragraph("Arms (tricks added to the base config):")
     page.bullets([f"{a.label}: {', '.join(t.label() for t in a.tricks) or '(none)'}" for a in spec.arms])

@@ -53,9 +53,11 @@ class AblationSpec:
         return cfg
 
     def slots(self) -> list[dict[str, Any]]:
+        """Seed-major order (seed 0 of every arm, then seed 1, ...): warm-up and whatever else
+        shares the machine fall on all arms alike, so their times stay comparable."""
         return [
             {"slot": f"{a}:{s}", "arm": a, "label": arm.label, "seed": s}
-            for a, arm in enumerate(self.arms) for s in range(self.seeds)
+            for s in range(self.seeds) for a, arm in enumerate(self.arms)
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -213,6 +215,7 @@ def run(
                                                    "provenance": provenance()}, indent=1, default=str))
     if planned.study.user_attrs.get("started") is None:
         planned.study.set_user_attr("started", time.time())
+    planned.study.set_user_attr(f"workers:{_study.HOST}", workers)
     counts = planned.counts()
     bar = _Progress(counts["planned"], counts["done"], progress)
     bar.line(f"ablation {name}: {len(spec.arms)} arms x {spec.seeds} seeds = {counts['planned']} trials "

@@ -6,8 +6,10 @@ from trickbag._optional import require
 
 __all__ = ["pyplot", "COLORS"]
 
-COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#8250df", "#bf8700", "#0a7f89", "#cf222e", "#6e7781",
-          "#953800", "#116329", "#0550ae", "#a475f9", "#e16f24", "#57606a"]
+# matplotlib's tab10, then the light half of tab20: 20 colours no two of which look alike.
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+          "#dbdb8d", "#9edae5"]
 
 
 def pyplot():
