@@ -115,22 +115,10 @@ class Monitor(Callback):
         def hook(module, args, out):
             if not isinstance(out, Tensor) or not out.is_floating_point():
                 return
-            y = out.detach().float()
-            zero = (y == 0)
-            stats = torch.stack([
-                y.mean(), y.std() if y.numel() > 1 else torch.zeros((), device=y.device),
-                zero.float().mean() if kind == "relu" else torch.zeros((), device=y.device),
-                (zero.transpose(0, 1).reshape(y.shape[1], -1).all(dim=1).float().mean()
-                 if kind == "relu" and y.dim() >= 2 else torch.zeros((), device=y.device)),
-                ((y.abs() > 0.99).float().mean() if kind == "tanh"
-                 else ((y < 0.01) | (y > 0.99)).float().mean() if kind == "sigmoid"
-                 else torch.zeros((), device=y.device)),
-            ])
+            self._acts[i] = _activation_stats(out.detach(), kind)
             if name not in self._ranges:  # a fixed range per layer, from its first sample
-                self._ranges[name] = float(max(y.abs().max().item(), 1e-6)) * 1.5
-            r = self._ranges[name]
-            self._acts[i] = stats
-            self._act_hists[i] = torch.histc(y.clamp(-r, r), bins=self.bins, min=-r, max=r)
+                self._ranges[name] = float(max(out.detach().abs().max().item(), 1e-6)) * 1.5
+            self._act_hists[i] = _histogram(out.detach(), self._ranges[name], self.bins)
         return hook
 
     def on_after_forward(self, state: TrainState) -> None:
@@ -147,20 +135,24 @@ class Monitor(Callback):
         if state.scaler is not None:  # scaled gradients: report them unscaled
             inv = 1.0 / state.scaler.get_scale()
             grads = [g * inv for g in grads]
-        norms = torch.stack(torch._foreach_norm(grads)).float() if grads else torch.zeros(0)
-        wnorms = torch.stack(torch._foreach_norm([w.detach() for w in weights])).float() if weights else torch.zeros(0)
-        means = torch.stack([g.float().mean() for g in grads]) if grads else torch.zeros(0)
-        stds = torch.stack([g.float().std() if g.numel() > 1 else g.new_zeros(()) for g in grads]).float() if grads else torch.zeros(0)
-        numel = torch.tensor([g.numel() for g in grads], device=norms.device, dtype=torch.float32)
-        self._grad = torch.stack([norms, means, stds, norms / numel.sqrt(), wnorms], dim=1) if grads else None
-        hists = []
-        for (name, _), g in zip(self.weight_layers, grads):
-            if name not in self._grad_ranges:
-                self._grad_ranges[name] = float(max(g.abs().max().item(), 1e-12)) * 1.5
-            r = self._grad_ranges[name]
-            hists.append(torch.histc(g.detach().float().clamp(-r, r), bins=self.bins, min=-r, max=r))
-        self._grad_hists = torch.stack(hists) if hists else None
-        self._before = [w.detach().clone() for w in weights]
+        if grads:
+            norms = torch.stack(torch._foreach_norm(grads)).float()
+            wnorms = torch.stack(torch._foreach_norm([w.detach() for w in weights])).float()
+            std_means = torch.stack([torch.stack(torch.std_mean(g.detach())) if g.numel() > 1
+                                     else torch.stack([g.new_zeros(()), g.detach().reshape(())]) for g in grads]).float()
+            if getattr(self, "_sqrt_numel", None) is None or self._sqrt_numel.device != norms.device:
+                # built once: a host-to-device copy from pageable memory would wait for the GPU queue
+                self._sqrt_numel = torch.tensor([g.numel() for g in grads], dtype=torch.float32).sqrt().to(norms.device)
+            self._grad = torch.stack([norms, std_means[:, 1], std_means[:, 0], norms / self._sqrt_numel, wnorms], dim=1)
+            hists = []
+            for (name, _), g in zip(self.weight_layers, grads):
+                if name not in self._grad_ranges:
+                    self._grad_ranges[name] = float(max(g.abs().max().item(), 1e-12)) * 1.5
+                hists.append(_histogram(g.detach(), self._grad_ranges[name], self.bins))
+            self._grad_hists = torch.stack(hists)
+        else:
+            self._grad = self._grad_hists = None
+        self._before = torch._foreach_mul([w.detach() for w in weights], 1.0) if weights else []
 
     def on_step_end(self, state: TrainState) -> None:
         if not self._sampling_done(state):
@@ -265,6 +257,38 @@ class Monitor(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._ranges, self._grad_ranges = dict(state["ranges"]), dict(state["grad_ranges"])
+
+
+HIST_SAMPLE = 1 << 16  # histograms look at an evenly strided sample of at most this many values
+
+
+def _histogram(t: Tensor, r: float, bins: int) -> Tensor:
+    """A fixed-range histogram of ``t`` (clipped to ``[-r, r]``) from a strided sample: counts
+    are rescaled to the full size. Whole-tensor histograms of large activations are slow on
+    GPUs (every element contends for a few bins' atomics) and tell no more."""
+    flat = t.reshape(-1)
+    n = flat.numel()
+    step = max(1, n // HIST_SAMPLE)
+    sample = flat[::step].float().clamp(-r, r)
+    return torch.histc(sample, bins=bins, min=-r, max=r) * (n / sample.numel())
+
+
+def _activation_stats(y: Tensor, kind: str) -> Tensor:
+    """mean, std, zero fraction, dead-unit fraction, saturated fraction: single-pass reductions,
+    no full-size temporaries for ReLU layers (the common case)."""
+    zero = torch.zeros((), device=y.device, dtype=torch.float32)
+    std, mean = torch.std_mean(y) if y.numel() > 1 else (zero, y.reshape(()).float())
+    zero_frac = dead = saturated = zero
+    if kind == "relu":
+        zero_frac = 1.0 - torch.count_nonzero(y).float() / y.numel()
+        if y.dim() >= 2:
+            dims = [d for d in range(y.dim()) if d != 1]
+            dead = ((y.amax(dim=dims) == 0) & (y.amin(dim=dims) == 0)).float().mean()
+    elif kind == "tanh":
+        saturated = (y.abs() > 0.99).float().mean()
+    elif kind == "sigmoid":
+        saturated = ((y < 0.01) | (y > 0.99)).float().mean()
+    return torch.stack([mean.float(), std.float(), zero_frac, dead, saturated])
 
 
 def _num_classes(state: TrainState) -> int | None:
