@@ -95,7 +95,7 @@ class PlannedStudy:
         if created:
             self.study.set_user_attr("plan_id", self.plan_id)
             for slot in self.slots:
-                self.study.enqueue_trial({}, user_attrs=slot)
+                self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
             self.study.set_user_attr("planned", len(self.slots))
         else:
             deadline = time.time() + 60
@@ -115,15 +115,15 @@ class PlannedStudy:
         """Queue slots that have no waiting, running or finished trial (a creator that died
         while enqueuing, or trials failed by a crash)."""
         S = self.optuna.trial.TrialState
-        present = {t.user_attrs.get("slot") for t in self._trials((S.WAITING, S.RUNNING, S.COMPLETE))}
+        present = {t.user_attrs.get("slot") for t in self._trials((S.WAITING, S.RUNNING, S.COMPLETE, S.PRUNED))}
         for slot in self.slots:
             if slot["slot"] not in present:
-                self.study.enqueue_trial({}, user_attrs=slot)
+                self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
 
     # ---- progress --------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         S = self.optuna.trial.TrialState
-        done = {t.user_attrs.get("slot") for t in self._trials((S.COMPLETE,))}
+        done = {t.user_attrs.get("slot") for t in self._trials((S.COMPLETE, S.PRUNED))}
         running = {t.user_attrs.get("slot") for t in self._trials((S.RUNNING,))}
         planned = {s["slot"] for s in self.slots}
         return {"planned": len(planned), "done": len(done & planned), "running": len(running & planned)}
@@ -153,7 +153,7 @@ class PlannedStudy:
             except self.optuna.exceptions.UpdateFinishedTrialError:
                 continue
             slot = t.user_attrs.get("slot")
-            if any(o.user_attrs.get("slot") == slot for o in self._trials((S.COMPLETE,))):
+            if any(o.user_attrs.get("slot") == slot for o in self._trials((S.COMPLETE, S.PRUNED))):
                 self.storage.set_trial_user_attr(tid, "discarded", "its slot had already completed")
                 self.storage.set_trial_state_values(tid, state=S.FAIL)
                 continue
@@ -165,12 +165,15 @@ class PlannedStudy:
     def beat(self, tid: int) -> None:
         self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
 
-    def finish(self, trial, value: float, attrs: dict[str, Any]) -> None:
+    def finish(self, trial, value: float, attrs: dict[str, Any], *, pruned: bool = False) -> None:
         tid = self._tid(trial.number)
         for k, v in attrs.items():
             self.storage.set_trial_user_attr(tid, k, v)
         S = self.optuna.trial.TrialState
-        if value is None or value != value:
+        if pruned:
+            values = [float(value)] if value is not None and value == value else None
+            self.storage.set_trial_state_values(tid, state=S.PRUNED, values=values)
+        elif value is None or value != value:
             self.storage.set_trial_user_attr(tid, "failure", attrs.get("failure", "the metric is not finite"))
             self.storage.set_trial_state_values(tid, state=S.FAIL)
         else:
@@ -202,7 +205,7 @@ class PlannedStudy:
             except self.optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker recovered it (or it finished after all)
             slot = {k: v for k, v in t.user_attrs.items() if k not in ("worker", "heartbeat", "failure")}
-            self.study.enqueue_trial({}, user_attrs=slot)
+            self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
             recovered += 1
         return recovered
 

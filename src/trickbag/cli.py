@@ -92,6 +92,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(table_text(result["rows"], load_spec(folder)[1].metric))
         print(f"report: {result['report'][1]}")
         return 0
+    if (folder / "search.json").exists():
+        from trickbag.search.report import render as render_search
+
+        result = render_search(folder)
+        for w in result["warnings"]:
+            print(f"warning: {w}")
+        print(f"report: {result['report'][1]}")
+        return 0
     if (folder / "config.yaml").exists():
         from trickbag.monitor.report import render_run
 
@@ -101,6 +109,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"report: {result['report'][1]}")
         return 0
     raise FileNotFoundError(f"{folder} holds no ablation (ablation.json), run (config.yaml) or search (search.json)")
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from trickbag.search import run
+
+    summary = run(args.config, args.space, trials=args.trials, stages=args.stages, sampler=args.sampler,
+                  metric=args.metric, workers=args.workers, storage=args.storage, out=args.out,
+                  overrides=args.overrides, study_name=args.study, progress=not args.quiet)
+    best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best"].items())
+    print(f"best: {best}  ({summary['metric']} {summary['best_value']:.4f})")
+    for w in summary.get("warnings", []):
+        print(f"warning: {w}")
+    print(f"best config: {summary['out']}/best.yaml   report: {summary['report'][1]}")
+    return 0
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
@@ -161,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("search", help="hyper-parameter search: random, log-scale, coarse to fine, with warnings")
+    p.add_argument("--config", required=True, help="the base run config (its search: section gives defaults)")
+    p.add_argument("--space", help="the search space YAML (key: distribution)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--trials", type=int, help="coarse trials (default 20; the fine stage runs half as many)")
+    p.add_argument("--stages", help="coarse or coarse,fine (default)")
+    p.add_argument("--sampler", choices=["random", "tpe"])
+    p.add_argument("--metric", help="validation metric to select on (default val_acc)")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out)")
+    p.add_argument("--out", default="runs/search")
+    p.add_argument("--study", help="study name (default: a hash of the search, so the same command resumes)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("lr-find", help="learning-rate range test: suggestions and a plot")
     p.add_argument("--config", required=True)

@@ -18,11 +18,14 @@ def synthetic(
     noise: float = 1.0,
     seed: int = 0,
     vocab_size: int | None = None,
+    task: str = "classification",
 ) -> Splits:
     """Class prototypes plus Gaussian noise: learnable, deterministic for a seed, any shape.
 
     With ``vocab_size``, a text task instead: ``shape = (length,)`` token ids where each class
     prefers its own band of the vocabulary, with a vocabulary dict (``<pad>`` = 0).
+    With ``task="regression"``: standard normal inputs ``(n, d)`` and targets ``x @ w + noise``
+    of shape ``(n, 1)``; least squares on it has a Hessian close to ``2 I``.
 
     Example:
         >>> s = synthetic(num_train=100, num_test=20, shape=(1, 4, 4), num_classes=3)
@@ -30,6 +33,16 @@ def synthetic(
         (torch.Size([100, 1, 4, 4]), 3)
     """
     gen = torch.Generator().manual_seed(seed)
+    if task == "regression":
+        w = torch.randn(shape[0], 1, generator=gen)
+
+        def make_reg(n: int) -> ArrayDataset:
+            x = torch.randn(n, shape[0], generator=gen)
+            return ArrayDataset(x, x @ w + noise * 0.1 * torch.randn(n, 1, generator=gen))
+
+        return Splits(make_reg(num_train), None, make_reg(num_test), name="synthetic")
+    if task != "classification":
+        raise ValueError(f"unknown task {task!r}; valid: classification, regression")
     if vocab_size is not None:
         return _text(num_train, num_test, shape[0], num_classes, vocab_size, noise, gen)
     prototypes = torch.randn(num_classes, *shape, generator=gen) * 1.5

@@ -12,7 +12,29 @@ import yaml
 
 from trickbag._validate import unknown
 
-__all__ = ["DataConfig", "TrainConfig", "RunConfig", "TrickSpec", "load_config", "parse_trick", "apply_overrides"]
+__all__ = ["DataConfig", "TrainConfig", "RunConfig", "TrickSpec", "load_config", "parse_trick", "apply_overrides",
+           "yaml_load"]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading floats as YAML 1.2 does: ``1e-3`` is a number, not the
+    string YAML 1.1 makes of it (a learning rate written that way would fail far from here)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                             |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                             |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                             |[-+]?\.(?:inf|Inf|INF)
+                             |\.(?:nan|NaN|NAN))$""", __import__("re").X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely, with YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass
@@ -54,6 +76,7 @@ class TrainConfig:
     nan_guard: bool = True
     progress: bool = True
     track_train_acc: bool = False
+    eval_every_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +169,7 @@ def parse_trick(spec: Any) -> TrickSpec:
             key, eq, value = item.partition("=")
             if not eq:
                 raise ValueError(f"trick parameter {item!r} in {spec!r} is not key=value")
-            params[key.strip()] = yaml.safe_load(value)
+            params[key.strip()] = yaml_load(value)
         return TrickSpec(name.strip(), params)
     if isinstance(spec, dict) and len(spec) == 1:
         name, params = next(iter(spec.items()))
@@ -213,7 +236,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node[p]
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = yaml_load(value)
     return raw
 
 
@@ -229,7 +252,7 @@ def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ValueError(f"{path} is not valid YAML: {exc}") from None
         origin = str(path)

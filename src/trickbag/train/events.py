@@ -30,6 +30,7 @@ class Event(str, Enum):
                 optimizer.step()       # gradient transforms run here as step pre-hooks
                 optimizer.zero_grad()
                 STEP_END               # after the update: schedules, averaging, logging
+                every eval_every_steps updates (optional): EVAL_START, evaluate, EVAL_END
                 if state.stop_training: break
             EVAL_START                 # before validation (swap in averaged weights)
             state.metrics |= evaluate(val_data)

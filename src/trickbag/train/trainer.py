@@ -77,6 +77,8 @@ class Trainer:
         run_dir: where checkpoints and logs go (used by those callbacks).
         metrics: extra evaluation metrics, ``name -> fn(outputs, targets) -> batch mean``.
         track_train_acc: also accumulate training accuracy (``train_acc``).
+        eval_every_steps: also evaluate ``val_data`` every this many updates within an epoch
+            (EVAL_START / EVAL_END fire around it; the values go into ``state.metrics``).
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel,
     loaders with a ``rank`` shard their data, and only rank 0 logs and checkpoints.
@@ -115,6 +117,7 @@ class Trainer:
         metrics: Mapping[str, Metric] | None = None,
         track_train_acc: bool = False,
         progress: bool = True,
+        eval_every_steps: int | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -144,6 +147,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.extra_metrics = dict(metrics or {})
         self.track_train_acc = track_train_acc
+        if eval_every_steps is not None:
+            check_positive_int("eval_every_steps", eval_every_steps)
+        self.eval_every_steps = eval_every_steps
         self.callbacks: list[Callback] = list(callbacks)
         if schedule is not None:
             from trickbag.train.callbacks import LRSchedule
@@ -342,6 +348,11 @@ class Trainer:
             s.step += 1
             for fn in ev[Event.STEP_END]:
                 fn(s)
+            k = self.eval_every_steps
+            if k and self.val_data is not None and s.step % k == 0 and s.batch_index < len(self.train_data):
+                self._fire(Event.EVAL_START)
+                s.metrics.update(self.evaluate(self.val_data, prefix="val"))
+                self._fire(Event.EVAL_END)
 
     def _end_epoch(self, s: TrainState) -> None:
         seen = max(self._epoch_batches, 1)

@@ -1,0 +1,163 @@
+"""The search report: best configuration, top trials, per-parameter plots, importances, warnings."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trickbag import _study
+from trickbag.report import Page
+from trickbag.report.plots import pyplot
+from trickbag.search.runner import border_warnings, noise_warning
+from trickbag.search.space import Param
+
+__all__ = ["render"]
+
+
+def _study_trials(store, name: str):
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+
+
+def render(out: str | Path) -> dict[str, Any]:
+    out = Path(out)
+    meta = json.loads((out / "search.json").read_text())
+    opts = meta["options"]
+    metric, maximize = opts["metric"], opts["direction"] == "maximize"
+    params = [Param.from_dict(d) for d in meta["space"]]
+    fine_space = [Param.from_dict(d) for d in meta.get("fine_space", [])]
+    store = _study.open_storage(meta["storage"])
+    stages = {s: _study_trials(store, f"{meta['study']}-{s}") for s in ("coarse", "fine", "final")}
+    done = {s: [t for t in ts if t.state.name in ("COMPLETE", "PRUNED")] for s, ts in stages.items()}
+    selectable = [t for s in ("fine", "coarse") for t in done[s] if t.state.name == "COMPLETE" and t.value is not None]
+    last = "fine" if done["fine"] else "coarse"
+    ranked = sorted([t for t in done[last] if t.state.name == "COMPLETE" and t.value is not None],
+                    key=lambda t: -t.value if maximize else t.value)
+    page = Page(f"Search: {metric} of {meta['base']['model']['name']} on {meta['base']['data']['name']}")
+    page.paragraph(f"{opts['sampler']} sampling, stages {', '.join(opts['stages'])}; {len(done['coarse'])} coarse trials "
+                   f"({opts['coarse_epochs']:g} epoch(s) each), {len(done['fine'])} fine trials ({opts['fine_epochs']:g} "
+                   f"epochs); pruner {opts['pruner']}. Selection uses the validation split only.")
+    warnings: list[str] = list(meta.get("advice", []))
+    best = ranked[0] if ranked else None
+    final_vals, test = [], []
+    for t in done["final"]:
+        if t.value is not None and t.state.name == "COMPLETE":
+            final_vals.append(t.value)
+            tv = (t.user_attrs.get("test") or {}).get(metric.replace("val_", "test_"))
+            if tv is not None:
+                test.append(tv)
+    if best is not None:
+        warnings += border_warnings(params, best.user_attrs["values"])
+        noise = noise_warning([t.value for t in ranked[:3]], final_vals, metric)
+        if noise:
+            warnings.append(noise)
+    page.heading("Best configuration")
+    if best is not None:
+        page.table(["parameter", "value", "coarse range", "fine range"],
+                   [[p.key, best.user_attrs["values"].get(p.key), p.describe(),
+                     next((f.describe() for f in fine_space if f.key == p.key), "")] for p in params])
+        line = f"{metric} {best.value:.4f} (trial {best.number} of the {last} stage)."
+        if final_vals:
+            line += (f" Retrained with {len(final_vals)} seeds: {metric} {statistics.fmean(final_vals):.4f}"
+                     f" (sd {statistics.stdev(final_vals) if len(final_vals) > 1 else 0.0:.4f}).")
+        if test:
+            line += (f" Test split, reported once for this configuration: {metric.replace('val_', 'test_')} "
+                     f"{statistics.fmean(test):.4f} over {len(test)} seeds.")
+        page.paragraph(line)
+        page.paragraph("best.yaml holds this configuration; `trickbag train --config best.yaml` runs it as it is.")
+    page.heading("Warnings")
+    if warnings:
+        for w in warnings:
+            page.warning(w)
+    else:
+        page.paragraph("None: the best values lie inside their ranges and the top trials differ by more than seed noise.")
+    page.heading("Top trials")
+    rows = []
+    for t in ranked[:10]:
+        v = t.user_attrs.get("values", {})
+        rows.append([last, t.number, t.value] + [v.get(p.key) for p in params])
+    page.table(["stage", "trial", metric] + [p.key for p in params], rows)
+    pruned = sum(t.state.name == "PRUNED" for s in ("coarse", "fine") for t in done[s])
+    failed = [t for s in ("coarse", "fine") for t in stages[s] if t.state.name == "FAIL" and "discarded" not in t.user_attrs]
+    page.paragraph(f"{pruned} trials were pruned early (their partial curves are kept in the study); {len(failed)} failed.")
+    page.heading("Metric against each parameter")
+    for p in params:
+        name = f"param_{p.key.replace('.', '_')}.png"
+        if _param_plot(p, done, metric, best, out / name):
+            page.image(name, f"{metric} against {p.key} ({'log' if p.log else 'linear'} axis); coarse grey, fine blue, "
+                             "pruned as crosses, the best as a star")
+    imp = _importances(store, meta["study"], last)
+    if imp:
+        page.heading("Parameter importances")
+        page.table(["parameter", "importance"], [[k, v] for k, v in imp.items()])
+        page.paragraph("From Optuna's fANOVA-based estimate over the trials of the "
+                       f"{last} stage: how much of the metric's variance each parameter explains.")
+    page.heading("Provenance")
+    prov = meta.get("provenance", {})
+    page.bullets([f"trickbag {prov.get('trickbag')}, git {prov.get('git')}, torch {prov.get('torch')}",
+                  f"hardware: {prov.get('hardware')}", f"study {meta['study']}"])
+    page.code(yaml.safe_dump(meta["base"], sort_keys=False), "yaml")
+    paths = page.write(out)
+    (out / "warnings.json").write_text(json.dumps(warnings, indent=1))
+    return {"report": [str(p) for p in paths], "warnings": warnings,
+            "best_value": best.value if best else None, "selectable": len(selectable)}
+
+
+def _param_plot(p: Param, done, metric: str, best, path: Path) -> bool:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.2, 3.6), dpi=110)
+    drawn = False
+    for stage, color in (("coarse", "#7f7f7f"), ("fine", "#1f77b4")):
+        for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
+            pts = [(t.user_attrs["values"].get(p.key), t.value) for t in done[stage]
+                   if t.state.name == state and t.value is not None and "values" in t.user_attrs]
+            pts = [(x, y) for x, y in pts if x is not None and y is not None and math.isfinite(y)]
+            if not pts:
+                continue
+            xs = [str(x) for x, _ in pts] if p.kind == "choice" else [x for x, _ in pts]
+            ax.scatter(xs, [y for _, y in pts], c=color, marker=marker, s=22, alpha=0.8,
+                       label=f"{stage}{' (pruned)' if state == 'PRUNED' else ''}")
+            drawn = True
+    if best is not None and p.key in best.user_attrs.get("values", {}):
+        x = best.user_attrs["values"][p.key]
+        ax.scatter([str(x) if p.kind == "choice" else x], [best.value], marker="*", s=160, c="#d62728", label="best",
+                   zorder=5)
+    if not drawn:
+        plt.close(fig)
+        return False
+    if p.log:
+        ax.set_xscale("log")
+    ys = [t.value for s in ("coarse", "fine") for t in done[s] if t.value is not None and math.isfinite(t.value)]
+    if ys and min(ys) > 0 and max(ys) / min(ys) > 100:  # diverged trials would flatten the rest
+        ax.set_yscale("log")
+    if p.kind != "choice":
+        ax.axvspan(p.low, p.low * (p.high / p.low) ** 0.1 if p.log else p.low + 0.1 * (p.high - p.low), color="#ff7f0e", alpha=0.08)
+        ax.axvspan(p.high / (p.high / p.low) ** 0.1 if p.log else p.high - 0.1 * (p.high - p.low), p.high, color="#ff7f0e", alpha=0.08)
+    ax.set_xlabel(p.key + (" (log scale)" if p.log else ""))
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    ax.set_title("orange bands: the outer tenths of the coarse range", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _importances(store, name: str, stage: str) -> dict[str, float]:
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=f"{name}-{stage}", storage=store)
+        return {k: round(v, 4) for k, v in optuna.importance.get_param_importances(study).items()}
+    except Exception:  # too few trials, or a single value per parameter
+        return {}
