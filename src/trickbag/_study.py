@@ -11,14 +11,16 @@ again: a claimed trial whose slot already completed is discarded.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import logging
+import multiprocessing
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +231,71 @@ class PlannedStudy:
         finally:
             stop.set()
             thread.join(timeout=5)
+
+
+def run_slots(
+    planned: PlannedStudy,
+    *,
+    workers: int,
+    prepare: Callable[[Any], Any],
+    execute: Callable[[Any], dict[str, Any]],
+    finish: Callable[[Any, Any, dict[str, Any]], None],
+    threads: int | None = None,
+    interval: float = 10.0,
+) -> None:
+    """Claim and run the study's waiting slots until none is left anywhere.
+
+    ``prepare(trial)`` turns a claimed trial into a picklable payload (it may also return
+    ``(payload, context)``: the context goes to ``finish``); ``execute(payload)`` trains (in
+    this process for one worker, in a spawned pool of ``workers`` processes otherwise) and
+    returns a result dict; ``finish(trial, context, result)`` records it. Heartbeats cover every
+    trial in flight; dead workers' trials are re-queued; when this process has nothing left to
+    claim it waits for other workers' trials (which may still fail and come back).
+    """
+    running: dict[int, Any] = {}
+    futures: dict[cf.Future, tuple[Any, Any]] = {}
+    pool = None
+    if workers > 1:
+        import torch
+
+        threads = threads or max(1, torch.get_num_threads() // workers)
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=child_init, initargs=(threads,))
+    try:
+        with planned.heartbeats(interval, running):
+            while True:
+                planned.recover()
+                while len(running) < workers:
+                    trial = planned.claim()
+                    if trial is None:
+                        break
+                    running[trial.number] = trial
+                    prepared = prepare(trial)
+                    payload, context = prepared if isinstance(prepared, tuple) else (prepared, None)
+                    if pool is None:
+                        finish(trial, context, execute(payload))
+                        running.pop(trial.number)
+                    else:
+                        futures[pool.submit(execute, payload)] = (trial, context)
+                if futures:
+                    done, _ = cf.wait(futures, timeout=interval, return_when=cf.FIRST_COMPLETED)
+                    for fut in done:
+                        trial, context = futures.pop(fut)
+                        running.pop(trial.number, None)
+                        try:
+                            result = fut.result()
+                        except Exception as exc:  # a worker process died
+                            result = {"failure": f"worker process failed: {exc!r}"}
+                        finish(trial, context, result)
+                    continue
+                if running:
+                    continue
+                if planned.counts()["running"] == 0:
+                    break
+                time.sleep(min(interval, 5.0))  # trials of other workers: wait, recover if they die
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def child_init(threads: int | None) -> None:

@@ -14,6 +14,7 @@ import yaml
 
 from trickbag import _study
 from trickbag.ablation import run
+from subproc import subprocess_env
 from trickbag.cli import main
 
 
@@ -33,10 +34,7 @@ def write(tmp_path, extra=None, name="base.yaml"):
     return path
 
 
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    e["PYTHONPATH"] = str(Path(__file__).parents[2] / "src") + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+env = subprocess_env
 
 
 def trials_by_slot(out: Path):

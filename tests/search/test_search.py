@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from trickbag import _study
+from subproc import subprocess_env
 from trickbag.cli import main
 from trickbag.data.vision import DEBIAN_FMNIST
 from trickbag.search import border_warnings, load_space, narrow, run
@@ -43,10 +44,7 @@ def write(tmp_path, cfg=REGRESSION, name="c.yaml"):
     return path
 
 
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    e["PYTHONPATH"] = str(Path(__file__).parents[2] / "src") + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+env = subprocess_env
 
 
 def stage_trials(out: Path, stage: str):

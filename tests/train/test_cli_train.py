@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from subproc import subprocess_env
 from trickbag.cli import main
 
 TINY = {
@@ -34,10 +35,7 @@ def write_config(tmp_path, cfg=TINY) -> Path:
     return path
 
 
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    e["PYTHONPATH"] = str(Path(__file__).parents[2] / "src") + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+env = subprocess_env
 
 
 def test_train_writes_a_complete_run_directory(tmp_path, capsys):

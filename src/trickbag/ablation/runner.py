@@ -3,10 +3,8 @@ workers (and any other machine pointed at the same storage), then the report."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
@@ -240,50 +238,9 @@ def run(
 def _work(spec: AblationSpec, planned: _study.PlannedStudy, workers: int, bar: _Progress, interval: float,
           threads: int | None) -> None:
     devices = _devices(spec.base)
-    running: dict[int, Any] = {}
-    pool = None
-    if workers > 1:
-        import torch
-
-        threads = threads or max(1, torch.get_num_threads() // workers)
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_study.child_init, initargs=(threads,))
-    futures: dict[cf.Future, Any] = {}
-    try:
-        with planned.heartbeats(interval, running):
-            while True:
-                planned.recover()
-                while len(running) < workers:
-                    trial = planned.claim()
-                    if trial is None:
-                        break
-                    running[trial.number] = trial
-                    payload = _payload(spec, trial, devices)
-                    if pool is None:
-                        _finish(spec, planned, trial, run_trial(payload), bar)
-                        running.pop(trial.number)
-                    else:
-                        futures[pool.submit(run_trial, payload)] = trial
-                if futures:
-                    done, _ = cf.wait(futures, timeout=interval, return_when=cf.FIRST_COMPLETED)
-                    for fut in done:
-                        trial = futures.pop(fut)
-                        running.pop(trial.number, None)
-                        try:
-                            result = fut.result()
-                        except Exception as exc:  # a worker process died
-                            result = {"failure": f"worker process failed: {exc!r}"}
-                        _finish(spec, planned, trial, result, bar)
-                    continue
-                if running:
-                    continue
-                counts = planned.counts()
-                if counts["running"] == 0:
-                    break
-                time.sleep(min(interval, 5.0))  # trials of other workers: wait, recover if they die
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    _study.run_slots(planned, workers=workers, prepare=lambda trial: _payload(spec, trial, devices), execute=run_trial,
+                     finish=lambda trial, _, result: _finish(spec, planned, trial, result, bar), threads=threads,
+                     interval=interval)
 
 
 def _finish(spec: AblationSpec, planned: _study.PlannedStudy, trial, result: dict[str, Any], bar: _Progress) -> None:

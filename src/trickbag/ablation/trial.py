@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["run_trial"]
+__all__ = ["run_trial", "final_metric"]
 
 _SPLITS: dict[str, Any] = {}
 
@@ -25,6 +25,15 @@ def _splits(cfg) -> Any:
         _SPLITS.clear()
         _SPLITS[key] = load_splits(cfg)
     return _SPLITS[key]
+
+
+def final_metric(results: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
+    """(the metric's final value, None) or (None, why it is missing) from ``Run.fit()``'s results."""
+    final = results["final"]
+    if metric not in final:
+        numeric = sorted(k for k, v in final.items() if isinstance(v, (int, float)))
+        return None, f"metric {metric!r} is not reported by this run; available: {numeric}"
+    return float(final[metric]), None
 
 
 def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
@@ -46,11 +55,9 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
         results = run.fit()
         train_time = time.perf_counter() - fit_start
         metric = payload["metric"]
-        final = results["final"]
-        if metric not in final:
-            numeric = sorted(k for k, v in final.items() if isinstance(v, (int, float)))
-            return {"failure": f"metric {metric!r} is not reported by this run; available: {numeric}"}
-        value = float(final[metric])
+        value, missing = final_metric(results, metric)
+        if missing:
+            return {"failure": missing}
         keep = ("epoch", "train_loss", "val_loss", "val_acc", metric)
         history = [{k: h[k] for k in keep if k in h and isinstance(h[k], (int, float))} for h in results["history"]]
         out = {

@@ -16,7 +16,39 @@ __all__ = ["DeviceLoader", "TorchLoader"]
 Transform = Callable[..., Tensor]
 
 
-class DeviceLoader:
+class _Batches:
+    """What both loaders share: on-device batch preparation and resumable position."""
+
+    device: torch.device
+    normalize: Transform | None
+    augment: Transform | None
+    channels_last: bool
+    generator: torch.Generator
+    epoch: int
+    position: int
+
+    def _finish(self, x: Tensor) -> Tensor:
+        if self.normalize is not None:
+            x = self.normalize(x)
+        if self.augment is not None:
+            x = self.augment(x, generator=self.generator)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.position = epoch, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.generator.set_state(state["generator"].cpu())
+
+
+class DeviceLoader(_Batches):
     """Batches drawn from a data set kept whole on the device.
 
     The data set moves to the device once (images stay uint8); every epoch draws a permutation
@@ -92,10 +124,6 @@ class DeviceLoader:
         n = self._shard_size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.position = epoch, 0
-
     def _order(self) -> Tensor:
         n = len(self.inputs)
         if self.shuffle:
@@ -111,28 +139,15 @@ class DeviceLoader:
         order = self._order()
         for b in range(self.position, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self.inputs.index_select(0, idx)
+            x = self._finish(self.inputs.index_select(0, idx))
             y = self.targets.index_select(0, idx)
-            if self.normalize is not None:
-                x = self.normalize(x)
-            if self.augment is not None:
-                x = self.augment(x, generator=self.generator)
-            if self.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
             self.position = b + 1
             yield x, y
         self.epoch += 1
         self.position = 0
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self.generator.set_state(state["generator"].cpu() if self.device.type != "cuda" else state["generator"].cpu())
-
-
-class TorchLoader:
+class TorchLoader(_Batches):
     """torch's ``DataLoader`` for data that does not fit on the device, with the same
     interface as :class:`DeviceLoader`: batches move to the device (pinned, non-blocking),
     then normalisation and augmentation run batched there. Resuming mid-epoch skips the
@@ -180,30 +195,13 @@ class TorchLoader:
     def __len__(self) -> int:
         return len(self._loader())
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.position = epoch, 0
-
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for b, (x, y) in enumerate(self._loader()):
             if b < self.position:
                 continue
-            x = x.to(self.device, non_blocking=True)
+            x = self._finish(x.to(self.device, non_blocking=True))
             y = y.to(self.device, non_blocking=True)
-            if self.normalize is not None:
-                x = self.normalize(x)
-            if self.augment is not None:
-                x = self.augment(x, generator=self.generator)
-            if self.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
             self.position = b + 1
             yield x, y
         self.epoch += 1
         self.position = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self.generator.set_state(state["generator"].cpu())

@@ -99,8 +99,9 @@ def render(out: str | Path) -> dict[str, Any]:
     if imp:
         page.heading("Parameter importances")
         page.table(["parameter", "importance"], [[k, v] for k, v in imp.items()])
-        page.paragraph("From Optuna's fANOVA-based estimate over the trials of the "
-                       f"{last} stage: how much of the metric's variance each parameter explains.")
+        n = sum(t.state.name == "COMPLETE" for t in done[last])
+        page.paragraph(f"Optuna's fANOVA-based estimate over the {n} completed trials of the {last} stage: how much "
+                       "of the metric's variance each parameter explains (few trials make it a rough guide).")
     page.heading("Provenance")
     prov = meta.get("provenance", {})
     page.bullets([f"trickbag {prov.get('trickbag')}, git {prov.get('git')}, torch {prov.get('torch')}",

@@ -3,11 +3,9 @@ selection on the validation split, and honest warnings; trials on Optuna storage
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
 import math
-import multiprocessing
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -209,53 +207,16 @@ class _Search:
         counts = planned.counts()
         self.log(f"search {self.name}, {stage} stage: {counts['planned']} trials ({counts['done']} done), "
                  f"{epochs:g} epoch(s) each, {self.workers} worker(s)")
-        pool = None
-        if self.workers > 1:
-            import torch
 
-            threads = max(1, torch.get_num_threads() // self.workers)
-            pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=_study.child_init, initargs=(threads,))
-        running: dict[int, Any] = {}
-        futures: dict[cf.Future, Any] = {}
-        try:
-            with planned.heartbeats(10.0, running):
-                while True:
-                    planned.recover()
-                    while len(running) < self.workers:
-                        trial = planned.claim()
-                        if trial is None:
-                            break
-                        running[trial.number] = trial
-                        if fixed is not None:
-                            values, seed = trial.user_attrs["values"], trial.user_attrs["seed"]
-                        else:
-                            values, seed = self._suggest(planned, trial, params, self.opts["seed"] + offset), None
-                        payload = self._payload(planned, trial, values, epochs, seed=seed, test=test, prune=fixed is None)
-                        if pool is None:
-                            self._finish(planned, trial, values, run_search_trial(payload), stage)
-                            running.pop(trial.number)
-                        else:
-                            futures[pool.submit(run_search_trial, payload)] = (trial, values)
-                    if futures:
-                        done, _ = cf.wait(futures, timeout=10.0, return_when=cf.FIRST_COMPLETED)
-                        for fut in done:
-                            trial, values = futures.pop(fut)
-                            running.pop(trial.number, None)
-                            try:
-                                result = fut.result()
-                            except Exception as exc:
-                                result = {"failure": f"worker process failed: {exc!r}"}
-                            self._finish(planned, trial, values, result, stage)
-                        continue
-                    if running:
-                        continue
-                    if planned.counts()["running"] == 0:
-                        break
-                    time.sleep(2.0)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        def prepare(trial):
+            if fixed is not None:
+                values, seed = trial.user_attrs["values"], trial.user_attrs["seed"]
+            else:
+                values, seed = self._suggest(planned, trial, params, self.opts["seed"] + offset), None
+            return self._payload(planned, trial, values, epochs, seed=seed, test=test, prune=fixed is None), values
+
+        _study.run_slots(planned, workers=self.workers, prepare=prepare, execute=run_search_trial,
+                         finish=lambda trial, values, result: self._finish(planned, trial, values, result, stage))
         return planned
 
     def _finish(self, planned, trial, values, result: dict[str, Any], stage: str) -> None:

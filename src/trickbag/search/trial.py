@@ -50,7 +50,7 @@ def run_search_trial(payload: dict[str, Any]) -> dict[str, Any]:
     and whether the pruner stopped it. Never raises."""
     import optuna
 
-    from trickbag.ablation.trial import _splits
+    from trickbag.ablation.trial import _splits, final_metric
     from trickbag.train.build import build_run
     from trickbag.train.config import load_config
 
@@ -90,11 +90,9 @@ def run_search_trial(payload: dict[str, Any]) -> dict[str, Any]:
         results = run.fit()
         train_time = time.perf_counter() - fit_start
         metric = payload["metric"]
-        final = results["final"]
-        if metric not in final:
-            numeric = sorted(k for k, v in final.items() if isinstance(v, (int, float)))
-            return {"failure": f"metric {metric!r} is not reported by this run; available: {numeric}"}
-        value = float(final[metric])
+        value, missing = final_metric(results, metric)
+        if missing:
+            return {"failure": missing}
         out: dict[str, Any] = {
             "value": value if math.isfinite(value) else None,
             "pruned": bool(reporter and reporter.pruned),
