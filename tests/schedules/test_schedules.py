@@ -145,6 +145,7 @@ def test_to_lr_scheduler_state_dict_round_trips_with_weights_only():
         (lambda: S.warmup_cosine_restarts(5, warmup_steps=5), r"warmup_steps must be an integer in \[0, cycle_steps=5\)"),
         (lambda: S.join([S.constant()], [3]), "one boundary fewer than schedules"),
         (lambda: S.one_cycle(10, pct_start=1.2), r"pct_start must be in \(0.0, 1.0\)"),
+        (lambda: S.one_cycle(4, pct_start=0.25), "the warm-up needs more than one step"),
         (lambda: S.linear_warmup(4)(-1), "step must be >= 0, got -1"),
     ],
 )

@@ -542,9 +542,11 @@ def one_cycle(
     check_positive("div_factor", div_factor)
     check_positive("final_div_factor", final_div_factor)
     check_choice("anneal", anneal, ("cos", "linear"))
-    if pct_start * total_steps < 1 or (three_phase and 2 * pct_start * total_steps - 2 >= total_steps - 1):
+    up_end = pct_start * total_steps - 1  # the warm-up's last step, as torch's OneCycleLR counts
+    if up_end <= 0 or up_end >= total_steps - 1 or (three_phase and 2 * pct_start * total_steps - 2 >= total_steps - 1):
         raise ValueError(
-            f"pct_start={pct_start} leaves no room for the phases of {total_steps} steps"
+            f"pct_start={pct_start} leaves no room for the phases of {total_steps} steps "
+            f"(the warm-up needs more than one step: pct_start * total_steps > 1)"
         )
     return _OneCycle(
         total_steps, float(pct_start), float(div_factor), float(final_div_factor), anneal, three_phase

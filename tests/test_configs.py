@@ -1,0 +1,46 @@
+"""Every shipped config trains end to end through the CLI (shrunk by overrides), where its data is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trickbag.cli import main
+from trickbag.data.vision import DEBIAN_FMNIST
+from trickbag.train.config import load_config
+
+ROOT = Path(__file__).parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SMALL = {
+    "fashion_mnist_cnn.yaml": (DEBIAN_FMNIST, ["data.subset=1000", "model.width=8", "train.epochs=1"]),
+    "fashion_mnist_demo.yaml": (DEBIAN_FMNIST, ["data.subset=1000", "train.epochs=1"]),
+    "cifar10_resnet18.yaml": (SHARED / "cifar10-jpeg.tar.gz",
+                              ["data.subset=1024", "data.batch_size=128", "model.depth=8", "train.epochs=1",
+                               "train.precision=fp32", "train.channels_last=false", "train.device=cpu"]),
+    "cifar10_ablation.yaml": (SHARED / "cifar10-jpeg.tar.gz",
+                              ["data.subset=1024", "data.batch_size=128", "model.depth=8", "train.epochs=1",
+                               "train.precision=fp32", "train.channels_last=false", "train.device=cpu"]),
+    "mr_textcnn.yaml": (SHARED / "rt-polarity", ["train.epochs=1", "model.embed_dim=32", "model.num_filters=16"]),
+}
+
+
+def test_every_config_is_covered():
+    assert {p.name for p in (ROOT / "configs").glob("*.yaml")} - {"fashion_mnist_space.yaml"} == set(SMALL)
+    for name in SMALL:
+        load_config(ROOT / "configs" / name)  # parses with no unknown keys
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_config_trains_end_to_end(name, tmp_path, monkeypatch):
+    data, overrides = SMALL[name]
+    if not data.exists():
+        pytest.skip(f"{name} needs {data.name}, which is not here (Debian's dataset-fashion-mnist, or shared/data)")
+    monkeypatch.chdir(ROOT)  # configs name shared/data relative to the project
+    monkeypatch.setenv("TRICKBAG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["train", "--config", f"configs/{name}", "--out", str(out), "train.threads=2", *overrides]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["test_acc"] > 0.0 and results["final"]["val_loss"] == results["final"]["val_loss"]
