@@ -221,13 +221,14 @@ def render(out: str | Path) -> dict[str, Any]:
 
 def table_text(rows: list[dict[str, Any]], metric: str) -> str:
     """The results table as plain text for the terminal."""
-    lines = [f"{'arm':<28} {'n':>2} {metric:>9} {'effect':>8} {'95% CI':>21} {'p(Holm)':>8}  verdict"]
+    w = max([28] + [len(r["label"]) for r in rows])
+    lines = [f"{'arm':<{w}} {'n':>2} {metric:>9} {'effect':>8} {'95% CI':>21} {'p(Holm)':>8}  verdict"]
     for r in rows:
         p = r.get("paired")
         if p is None:
-            lines.append(f"{r['label'][:28]:<28} {r['n']:>2} {r['mean']:>9.4f} {'':>8} {'':>21} {'':>8}  reference")
+            lines.append(f"{r['label']:<{w}} {r['n']:>2} {r['mean']:>9.4f} {'':>8} {'':>21} {'':>8}  reference")
             continue
         ci = f"[{p.ci_low:+.4f}, {p.ci_high:+.4f}]" if p.ci_low == p.ci_low else ""
-        lines.append(f"{r['label'][:28]:<28} {r['n']:>2} {r['mean']:>9.4f} {p.mean:>+8.4f} {ci:>21} "
+        lines.append(f"{r['label']:<{w}} {r['n']:>2} {r['mean']:>9.4f} {p.mean:>+8.4f} {ci:>21} "
                      f"{r.get('p_holm', float('nan')):>8.3f}  {r.get('verdict', '')}")
     return "\n".join(lines)
