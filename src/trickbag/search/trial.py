@@ -27,8 +27,8 @@ def make_pruner(kind: str):
 class ReportToPruner(Callback):
     """After every evaluation, report the metric to the Optuna trial; stop when it says prune."""
 
-    def __init__(self, trial, metric: str, sign: float):
-        self.trial, self.metric, self.sign = trial, metric, sign
+    def __init__(self, trial, metric: str):
+        self.trial, self.metric = trial, metric
         self.pruned = False
         self.curve: list[list[float]] = []
 
@@ -83,7 +83,7 @@ def run_search_trial(payload: dict[str, Any]) -> dict[str, Any]:
             tid = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(payload["study"]),
                                                                      payload["number"])
             study.get_trials(deepcopy=False)  # fills the study's storage cache, which Trial() relies on
-            reporter = ReportToPruner(optuna.trial.Trial(study, tid), payload["metric"], 1.0)
+            reporter = ReportToPruner(optuna.trial.Trial(study, tid), payload["metric"])
             cbs.append(reporter)
         run = build_run(cfg, splits=splits, callbacks=cbs)
         fit_start = time.perf_counter()
