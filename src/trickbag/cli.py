@@ -49,6 +49,7 @@ def _print_results(results: dict) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from trickbag.train.config import load_config
+    from trickbag.train.distributed import shutdown, world
     from trickbag.train.runs import resume_run, start_run
 
     if args.resume:
@@ -59,11 +60,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise ValueError("give --config CONFIG.yaml (or --resume RUN_DIR)")
         run = start_run(load_config(args.config, args.overrides), args.out)
-    if run.trainer.state is None or run.trainer.state.rank == 0:
+    rank = world()[0]
+    if rank == 0:
         print(f"run directory: {run.run_dir}")
     results = run.fit()
-    if run.trainer.state.rank == 0:
+    if rank == 0:
         _print_results(results)
+    shutdown()  # only on success: after an exception torchrun stops the other ranks
     return 0
 
 

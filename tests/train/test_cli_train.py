@@ -106,6 +106,8 @@ cfg = load_config(sys.argv[1], ["train.progress=false", "train.device=cpu"])
 run = build_run(cfg)
 loader = run.trainer.train_data
 run.fit()
+from trickbag.train.distributed import shutdown
+shutdown()
 rank = int(os.environ["RANK"])
 torch.save({"model": run.trainer.state.raw_model.state_dict(), "shard_size": len(loader.inputs) // loader.world_size,
             "first_batch": next(iter(type(loader)(run.splits.train, 8, rank=rank, world_size=2, shuffle=True, seed=0)))[1]},
@@ -139,5 +141,5 @@ def test_torchrun_cli_writes_one_run_directory(tmp_path):
                            "--out", str(out), "train.device=cpu"],
                           env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("result:") == 1  # rank 0 reports
+    assert proc.stdout.count("result:") == 1 and proc.stdout.count("run directory:") == 1  # rank 0 reports
     assert (out / "results.json").exists() and (out / "checkpoints" / "last.pt").exists()

@@ -7,7 +7,7 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["world", "init_distributed", "all_reduce_sum", "barrier", "broadcast_buffers"]
+__all__ = ["world", "init_distributed", "all_reduce_sum", "barrier", "broadcast_buffers", "shutdown"]
 
 
 def world() -> tuple[int, int, int]:
@@ -41,3 +41,17 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for buf in module.buffers():
             dist.broadcast(buf, src=0)
+
+
+def shutdown() -> None:
+    """Leave the process group: wait for every rank, then destroy it. Call it once at the end of a
+    script that trained under torchrun, after the last collective (an evaluation is one).
+
+    Without it the interpreter tears the group down on exit, and gloo's worker threads can then
+    abort the process ("terminate called without an active exception") after a successful run.
+    Call it only when every rank got here: after an exception, let torchrun stop the others.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        dist.destroy_process_group()

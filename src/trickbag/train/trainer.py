@@ -81,7 +81,9 @@ class Trainer:
             (EVAL_START / EVAL_END fire around it; the values go into ``state.metrics``).
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel,
-    loaders with a ``rank`` shard their data, and only rank 0 logs and checkpoints.
+    loaders with a ``rank`` shard their data, and only rank 0 logs and checkpoints. The trainer
+    joins the process group on its first ``fit``; end such a script with
+    ``trickbag.train.distributed.shutdown()`` once every rank is done (``trickbag train`` does).
 
     Example:
         >>> import torch
