@@ -242,6 +242,12 @@ TRICKS: tuple[Trick, ...] = (
           "torch.nn.utils:clip_grad_norm_", f"{_O}:attach_grad_clipping",
           callback="trickbag.train.callbacks:GradientClipping", use="callback",
           defaults={"max_norm": 1.0}),
+    Trick("gradient_noise", "gradient", "Add annealed Gaussian noise to the gradients before each step.",
+          "Neelakantan, Vilnis, Le, Sutskever, Kaiser, Kurach, Martens. Adding Gradient Noise Improves "
+          "Learning for Very Deep Networks. arXiv:1511.06807, 2015.",
+          f"{_O}:add_gradient_noise_", f"{_O}:attach_gradient_noise",
+          callback="trickbag.train.callbacks:GradientNoise", use="callback",
+          defaults={"eta": 0.3, "gamma": 0.55}),
     # ---- layers ----------------------------------------------------------------------------
     Trick("blurpool", "layer", "Anti-aliased downsampling: blur with a binomial filter before subsampling.",
           "Zhang. Making Convolutional Networks Shift-Invariant Again. ICML 2019.",

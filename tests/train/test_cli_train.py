@@ -116,7 +116,8 @@ torch.save({"model": run.trainer.state.raw_model.state_dict(), "shard_size": len
 
 
 def test_two_process_data_parallel_ends_with_identical_weights(tmp_path):
-    cfg = dict(TINY, tricks=[], train={**TINY["train"], "epochs": 2, "checkpoint_every_steps": None})
+    # gradient noise must be drawn identically on both ranks, or their weights would drift apart
+    cfg = dict(TINY, tricks=["gradient_noise:eta=0.01"], train={**TINY["train"], "epochs": 2, "checkpoint_every_steps": None})
     config = write_config(tmp_path, cfg)
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)

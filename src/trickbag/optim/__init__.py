@@ -4,18 +4,24 @@ from trickbag.optim.factory import create_optimizer, list_optimizers, param_grou
 from trickbag.optim.lookahead import Lookahead
 from trickbag.optim.radam import FusedRAdam, radam_coefficients
 from trickbag.optim.transforms import (
+    add_gradient_noise_,
     attach_grad_clipping,
     attach_gradient_centralization,
+    attach_gradient_noise,
     centralize_gradients_,
+    gradient_noise_std,
 )
 
 __all__ = [
     "FusedRAdam",
     "Lookahead",
+    "add_gradient_noise_",
     "attach_grad_clipping",
     "attach_gradient_centralization",
+    "attach_gradient_noise",
     "centralize_gradients_",
     "create_optimizer",
+    "gradient_noise_std",
     "list_optimizers",
     "param_groups",
     "radam_coefficients",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from trickbag.optim import attach_grad_clipping, attach_gradient_centralization
+from trickbag.optim import attach_grad_clipping, attach_gradient_centralization, attach_gradient_noise
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
-__all__ = ["GradientClipping", "GradientCentralization"]
+__all__ = ["GradientClipping", "GradientCentralization", "GradientNoise"]
 
 
 class _Hooked(Callback):
@@ -44,3 +44,17 @@ class GradientCentralization(_Hooked):
 
     def _attach(self, state: TrainState):
         return attach_gradient_centralization(state.optimizer, conv_only=self.conv_only)
+
+
+class GradientNoise(_Hooked):
+    """Add annealed Gaussian noise to the gradients before every update (Neelakantan et al.
+    2015): variance ``eta / (1 + step) ** gamma``. The noise of update ``t`` comes from a
+    generator seeded by the run's seed and ``t``, so runs repeat, resumes are exact and every
+    data-parallel rank adds the same noise."""
+
+    def __init__(self, eta: float = 0.3, gamma: float = 0.55):
+        self.eta, self.gamma = eta, gamma
+
+    def _attach(self, state: TrainState):
+        return attach_gradient_noise(state.optimizer, eta=self.eta, gamma=self.gamma, seed=state.seed,
+                                     step_fn=lambda: state.step)
