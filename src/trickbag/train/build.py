@@ -116,9 +116,14 @@ def build_model(cfg: RunConfig, splits) -> nn.Module:
 
     spec = dict(cfg.model)
     name = spec.pop("name")
+    init = spec.pop("init", None)
+    if ":" in name:
+        model = peer_model(name, spec, splits.input_shape, splits.num_classes)
+        if init:
+            init_weights(model, init)
+        return model
     if name not in MODELS:
         raise unknown("model", name, MODELS)
-    init = spec.pop("init", None)
     fn = MODELS[name]
     shape = splits.input_shape
     auto = {"num_classes": splits.num_classes}
@@ -139,6 +144,34 @@ def build_model(cfg: RunConfig, splits) -> nn.Module:
     if init:
         init_weights(model, init)
     return model
+
+
+#: Model names with these prefixes come from a peer library: ``torchvision:resnet18``, ``timm:resnet18``.
+PEER_MODELS = {"torchvision": "vision", "timm": "timm"}
+
+
+def peer_model(name: str, spec: dict[str, Any], shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build ``torchvision:ARCH`` or ``timm:ARCH`` with random weights (unless ``spec`` asks for
+    pretrained ones) and this data set's number of classes; ``spec`` goes to the library."""
+    from trickbag._optional import require
+
+    library, _, arch = name.partition(":")
+    if library not in PEER_MODELS:
+        raise unknown("model library (the part before ':')", library, PEER_MODELS)
+    if len(shape) != 3:
+        raise ValueError(f"model {name} needs images (C, H, W); the data gives shape {tuple(shape)}")
+    if library == "torchvision":
+        models = require("torchvision.models", PEER_MODELS[library], f"model {name}")
+        if arch not in models.list_models():
+            raise unknown("torchvision model", arch, models.list_models())
+        if shape[0] != 3:
+            raise ValueError(f"torchvision's {arch} takes 3-channel images but the data has {shape[0]}; "
+                             f"use timm:{arch} (it adapts the first layer with in_chans) or a trickbag model")
+        return models.get_model(arch, **{"weights": None, "num_classes": num_classes, **spec})
+    timm = require("timm", PEER_MODELS[library], f"model {name}")
+    if arch not in timm.list_models():
+        raise unknown("timm model", arch, timm.list_models())
+    return timm.create_model(arch, **{"pretrained": False, "num_classes": num_classes, "in_chans": shape[0], **spec})
 
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {
@@ -276,13 +309,15 @@ def check_names(cfg: RunConfig) -> None:
     checks = [
         ("data set", cfg.data.name, DATASETS),
         ("data.loader", cfg.data.loader, ("device", "torch")),
-        ("model", cfg.model["name"], MODELS),
+        ("model", cfg.model["name"], [*MODELS, *(f"{lib}:ARCH" for lib in PEER_MODELS)]),
         ("loss", cfg.loss["name"], [*LOSSES, "focal_loss", "sigmoid_focal_loss"]),
         ("optimizer", cfg.optimizer["name"], list_optimizers()),
     ]
     if cfg.schedule:
         checks.append(("schedule", cfg.schedule["name"], [t.name for t in catalog.TRICKS if t.use == "schedule"]))
     for what, name, valid in checks:
+        if what == "model" and name.partition(":")[0] in PEER_MODELS and name.partition(":")[2]:
+            continue  # the library checks the architecture when the model is built
         if name not in valid:
             raise unknown(what, name, valid)
 
