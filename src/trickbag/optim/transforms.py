@@ -36,6 +36,16 @@ class _Segments:
 _SEGMENT_CACHE: dict[tuple, _Segments] = {}
 
 
+def _by_device_and_dtype(grads: list[Tensor], what: str) -> dict[tuple, list[Tensor]]:
+    """Group dense gradients for foreach kernels (which need one device and dtype per list)."""
+    if any(g.is_sparse for g in grads):
+        raise ValueError(f"{what} does not support sparse gradients")
+    groups: dict[tuple, list[Tensor]] = {}
+    for g in grads:
+        groups.setdefault((g.device, g.dtype), []).append(g)
+    return groups
+
+
 @torch.no_grad()
 def centralize_gradients_(params: Iterable[Tensor], *, conv_only: bool = False) -> None:
     r"""Gradient centralisation, in place: subtract from each gradient its mean over every
@@ -65,12 +75,7 @@ def centralize_gradients_(params: Iterable[Tensor], *, conv_only: bool = False) 
     grads = [p.grad for p in params if p.grad is not None and p.grad.dim() >= min_dim]
     if not grads:
         return
-    if any(g.is_sparse for g in grads):
-        raise ValueError("gradient centralisation does not support sparse gradients")
-    by_kind: dict[tuple, list[Tensor]] = {}
-    for g in grads:
-        by_kind.setdefault((g.device, g.dtype), []).append(g)
-    for (device, _), group in by_kind.items():
+    for (device, _), group in _by_device_and_dtype(grads, "gradient centralisation").items():
         key = (device, tuple(g.shape for g in group))
         seg = _SEGMENT_CACHE.get(key)
         if seg is None:
@@ -196,12 +201,7 @@ def add_gradient_noise_(
     grads = [p.grad for p in params if p.grad is not None]
     if not grads or std == 0:
         return
-    if any(g.is_sparse for g in grads):
-        raise ValueError("gradient noise does not support sparse gradients")
-    by_kind: dict[tuple, list[Tensor]] = {}
-    for g in grads:
-        by_kind.setdefault((g.device, g.dtype), []).append(g)
-    for (device, dtype), group in by_kind.items():
+    for (device, dtype), group in _by_device_and_dtype(grads, "gradient noise").items():
         sizes = [g.numel() for g in group]
         noise = torch.randn(sum(sizes), device=device, dtype=dtype, generator=generator)
         torch._foreach_add_(group, [n.view_as(g) for n, g in zip(noise.split(sizes), group)], alpha=std)
