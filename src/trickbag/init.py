@@ -61,7 +61,8 @@ def init_weights(
     - ``orthogonal`` (Saxe et al. 2014): the weight, flattened to ``(out, fan_in)``, has
       orthonormal rows (or columns) times :math:`g`;
     - ``dirac``: 3x3 convolutions start as the identity on the first ``min(in, out)`` channels
-      (others get ``kaiming_normal``).
+      of every group (a depthwise convolution passes every channel through); other layers get
+      ``kaiming_normal``.
 
     Normalisation layers are reset to weight 1, bias 0. ``zero_last_norm`` then zeroes the last
     norm of every residual block (see :func:`zero_init_residual_`).
@@ -90,7 +91,7 @@ def init_weights(
             elif scheme == "orthogonal":
                 nn.init.orthogonal_(w, gain=gain)
             else:
-                nn.init.dirac_(w)
+                nn.init.dirac_(w, groups=m.groups)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
