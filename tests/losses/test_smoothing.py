@@ -59,3 +59,18 @@ def test_bad_input():
         smooth_labels(torch.rand(2, 4), 3, 0.1)
     with pytest.raises(ValueError, match="same shape"):
         soft_target_cross_entropy(torch.randn(2, 3), torch.rand(2, 4))
+
+
+def test_weighted_label_smoothing_matches_torch_for_hard_and_soft_targets(gen):
+    z = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,), generator=gen)
+    w = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    crit = LabelSmoothingCrossEntropy(0.1, weight=w, reduction="sum", ignore_index=2)
+    torch.testing.assert_close(crit(z, y), F.cross_entropy(z, y, weight=w, reduction="sum", ignore_index=2,
+                                                           label_smoothing=0.1))
+    soft = torch.softmax(torch.randn(6, 4, generator=gen, dtype=torch.float64), 1)
+    expected = -(smooth_labels(soft, 4, 0.1) * w * F.log_softmax(z, 1)).sum()  # the definition, by hand
+    torch.testing.assert_close(crit(z, soft), expected)
+    assert "weight" in dict(crit.named_buffers())  # moves with .to(device) and lands in state dicts
+    with pytest.raises(ValueError, match="weight must be a 1-d tensor"):
+        LabelSmoothingCrossEntropy(0.1, weight=[1.0, 2.0])

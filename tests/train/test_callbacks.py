@@ -102,6 +102,26 @@ def test_label_smoothing_swaps_the_criterion_and_refuses_other_losses():
     assert t.state.criterion is F.cross_entropy  # restored at the end
     with pytest.raises(ValueError, match="LabelSmoothing replaces a cross-entropy loss, but the loss is FocalLoss"):
         run([C.LabelSmoothing(0.1)], steps=1, loss=FocalLoss(), val=False)
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss with label_smoothing=0.2 \(it smooths already\)"):
+        run([C.LabelSmoothing(0.1)], steps=1, loss=nn.CrossEntropyLoss(label_smoothing=0.2), val=False)
+
+
+@pytest.mark.parametrize("weight", [None, torch.tensor([1.0, 2.0, 0.5, 3.0])])
+def test_label_smoothing_keeps_the_losss_weight_reduction_and_ignore_index(weight):
+    """Padding targets stay ignored, a summed loss stays summed and class weights stay on."""
+    seen = []
+
+    class Check(C.Callback):
+        def on_after_loss(self, state):
+            expected = F.cross_entropy(state.outputs, state.targets, weight=weight, ignore_index=0,
+                                       reduction="sum", label_smoothing=0.2)
+            seen.append((state.loss.detach().clone(), expected.detach()))
+
+    run([C.LabelSmoothing(0.2), Check()], steps=2, loss=nn.CrossEntropyLoss(weight=weight, ignore_index=0,
+                                                                             reduction="sum"), val=False)
+    assert len(seen) == 2
+    for got, expected in seen:
+        torch.testing.assert_close(got, expected)
 
 
 def test_mixup_mixes_the_loss_with_odd_batches():

@@ -5,6 +5,7 @@ from trickbag.losses.focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmo
 from trickbag.losses.penalties import l1_penalty, l2_penalty, penalized_parameters
 from trickbag.losses.smoothing import (
     LabelSmoothingCrossEntropy,
+    cross_entropy_arguments,
     smooth_labels,
     soft_target_cross_entropy,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "SigmoidFocalLoss",
     "clip_weights_",
     "critic_loss",
+    "cross_entropy_arguments",
     "flood",
     "focal_loss",
     "generator_loss",

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from trickbag._validate import check_choice, check_positive_int, check_range
 
-__all__ = ["smooth_labels", "soft_target_cross_entropy", "LabelSmoothingCrossEntropy"]
+__all__ = ["smooth_labels", "soft_target_cross_entropy", "LabelSmoothingCrossEntropy", "cross_entropy_arguments"]
 
 
 def smooth_labels(target: Tensor, num_classes: int, smoothing: float) -> Tensor:
@@ -87,9 +87,16 @@ def soft_target_cross_entropy(logits: Tensor, soft_targets: Tensor, reduction: s
 class LabelSmoothingCrossEntropy(nn.Module):
     """Cross-entropy with label smoothing for hard labels and for soft targets.
 
-    Hard (integer) targets go straight to ``F.cross_entropy(label_smoothing=smoothing)``, the
-    native kernel. Soft ``(N, C)`` targets (from mixup, say) are smoothed the same way and
-    scored with :func:`soft_target_cross_entropy`.
+    Both go to torch's own ``F.cross_entropy(label_smoothing=smoothing)``: hard (integer)
+    targets with ``weight``, ``ignore_index`` and ``reduction`` as ``nn.CrossEntropyLoss``
+    takes them; soft ``(N, C)`` targets (from mixup, say) are smoothed the same way
+    (:func:`smooth_labels`) and weighted per class (``ignore_index`` does not apply to them).
+
+    Args:
+        smoothing: ``eps`` in ``[0, 1)``.
+        weight: optional ``(C,)`` class weights, as ``nn.CrossEntropyLoss(weight=...)``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        ignore_index: hard targets equal to this count for nothing. Default -100.
 
     Example:
         >>> import torch
@@ -99,35 +106,58 @@ class LabelSmoothingCrossEntropy(nn.Module):
         True
     """
 
-    def __init__(self, smoothing: float = 0.1, *, reduction: str = "mean", ignore_index: int = -100):
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        smoothing: float = 0.1,
+        *,
+        weight: Tensor | None = None,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+    ):
         super().__init__()
         check_range("smoothing", smoothing, 0.0, 1.0, high_open=True)
         check_choice("reduction", reduction, ("none", "mean", "sum"))
+        if weight is not None and (not isinstance(weight, Tensor) or weight.dim() != 1):
+            raise ValueError(f"weight must be a 1-d tensor of class weights, got {weight!r}")
         self.smoothing = smoothing
         self.reduction = reduction
         self.ignore_index = ignore_index
+        self.register_buffer("weight", None if weight is None else weight.detach().clone())
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if target.is_floating_point():
-            soft = smooth_labels(target, logits.shape[1], self.smoothing)
-            return soft_target_cross_entropy(logits, soft, self.reduction)
+            if target.shape != logits.shape:
+                raise ValueError(
+                    f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}"
+                )
+            return F.cross_entropy(
+                logits, target, weight=self.weight, label_smoothing=self.smoothing, reduction=self.reduction
+            )
         return F.cross_entropy(
             logits,
             target,
+            weight=self.weight,
             label_smoothing=self.smoothing,
             reduction=self.reduction,
             ignore_index=self.ignore_index,
         )
 
     def extra_repr(self) -> str:
-        return f"smoothing={self.smoothing}"
+        extra = "" if self.reduction == "mean" else f", reduction={self.reduction!r}"
+        extra += "" if self.ignore_index == -100 else f", ignore_index={self.ignore_index}"
+        return f"smoothing={self.smoothing}{extra}" + (", weighted" if self.weight is not None else "")
 
 
-def _is_plain_cross_entropy(criterion: object) -> bool:
-    """True for criteria that :class:`LabelSmoothingCrossEntropy` can stand in for."""
+def cross_entropy_arguments(criterion: object) -> dict | None:
+    """The arguments of a cross-entropy criterion that :class:`LabelSmoothingCrossEntropy` must
+    carry over (``weight``, ``reduction``, ``ignore_index``), or None when ``criterion`` is not a
+    cross-entropy it can stand in for."""
     if criterion is F.cross_entropy:
-        return True
-    if isinstance(criterion, nn.CrossEntropyLoss):
-        return criterion.weight is None and criterion.label_smoothing == 0.0
-    return isinstance(criterion, LabelSmoothingCrossEntropy)
-
+        return {}
+    if isinstance(criterion, LabelSmoothingCrossEntropy):
+        return {"weight": criterion.weight, "reduction": criterion.reduction, "ignore_index": criterion.ignore_index}
+    if isinstance(criterion, nn.CrossEntropyLoss) and criterion.label_smoothing == 0.0:
+        return {"weight": criterion.weight, "reduction": criterion.reduction, "ignore_index": criterion.ignore_index}
+    return None

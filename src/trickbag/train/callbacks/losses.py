@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from trickbag._validate import check_nonnegative, check_range
-from trickbag.losses import LabelSmoothingCrossEntropy, flood, l1_penalty, l2_penalty
-from trickbag.losses.smoothing import _is_plain_cross_entropy
+from trickbag.losses import LabelSmoothingCrossEntropy, cross_entropy_arguments, flood, l1_penalty, l2_penalty
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
@@ -13,8 +14,9 @@ __all__ = ["LabelSmoothing", "Flooding", "WeightPenalty"]
 
 class LabelSmoothing(Callback):
     """Replace the cross-entropy criterion by :class:`~trickbag.losses.LabelSmoothingCrossEntropy`
-    for the run (evaluation keeps the plain loss). With mixup the loss is mixed over smoothed
-    targets: each target is smoothed, then mixed."""
+    for the run (evaluation keeps the plain loss), carrying over the criterion's class
+    ``weight``, ``reduction`` and ``ignore_index`` (padding tokens stay ignored). With mixup the
+    loss is mixed over smoothed targets: each target is smoothed, then mixed."""
 
     touches = frozenset({"criterion", "loss"})
 
@@ -23,13 +25,18 @@ class LabelSmoothing(Callback):
         self.smoothing = smoothing
 
     def on_fit_start(self, state: TrainState) -> None:
-        if not _is_plain_cross_entropy(state.criterion):
+        arguments = cross_entropy_arguments(state.criterion)
+        if arguments is None:
+            crit = state.criterion
+            what = type(crit).__name__
+            if isinstance(crit, torch.nn.CrossEntropyLoss):
+                what += f" with label_smoothing={crit.label_smoothing} (it smooths already)"
             raise ValueError(
-                f"LabelSmoothing replaces a cross-entropy loss, but the loss is {type(state.criterion).__name__}; "
+                f"LabelSmoothing replaces a cross-entropy loss, but the loss is {what}; "
                 "label_smoothing and this loss cannot be combined (smooth inside your loss instead)"
             )
         self._original = state.criterion
-        state.criterion = LabelSmoothingCrossEntropy(self.smoothing)
+        state.criterion = LabelSmoothingCrossEntropy(self.smoothing, **arguments)
 
     def on_fit_end(self, state: TrainState) -> None:
         state.criterion = self._original
