@@ -169,8 +169,9 @@ def test_pgd_embedding_projects_and_restores(gen):
 def test_adversarial_loss_fgm_matches_manual_perturbation(gen):
     model = TextModel()
     x, y = text_batch(gen)
-    extra = adversarial_loss(model, F.cross_entropy, (x, y), target="embedding", epsilon=0.5)
     weight = model.embedding.weight
+    weight_before = weight.detach().clone()
+    extra = adversarial_loss(model, F.cross_entropy, (x, y), target="embedding", epsilon=0.5)
     (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), weight)
     manual = copy.deepcopy(model)
     with torch.no_grad():
@@ -178,7 +179,37 @@ def test_adversarial_loss_fgm_matches_manual_perturbation(gen):
     torch.testing.assert_close(extra, F.cross_entropy(manual(x), y))
     extra.backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0  # flows into the clean weights
-    assert torch.equal(model.embedding.weight, weight)  # nothing written into the model
+    assert torch.equal(model.embedding.weight, weight_before)  # nothing written into the model
+
+
+def _manual_pgd_loss(model, x, y, epsilon, alpha, steps):
+    """PGD on the embedding by its definition: normalised ascent steps, each projected."""
+    clean = model.embedding.weight.detach()
+    probe = copy.deepcopy(model)
+    delta = torch.zeros_like(clean)
+    for _ in range(steps):
+        with torch.no_grad():
+            probe.embedding.weight.copy_(clean + delta)
+        probe.zero_grad()
+        F.cross_entropy(probe(x), y).backward()
+        g = probe.embedding.weight.grad
+        delta = delta + alpha * g / g.norm()
+        delta = delta * min(1.0, epsilon / delta.norm().item())
+    with torch.no_grad():
+        probe.embedding.weight.copy_(clean + delta)
+    return F.cross_entropy(probe(x), y), delta
+
+
+@pytest.mark.parametrize("epsilon, alpha, steps", [(0.1, 0.3, 1), (0.5, 0.2, 4), (0.0, 0.3, 1)])
+def test_adversarial_loss_pgd_projects_every_step(gen, epsilon, alpha, steps):
+    model = TextModel()
+    x, y = text_batch(gen)
+    extra = adversarial_loss(model, F.cross_entropy, (x, y), method="pgd", epsilon=epsilon, alpha=alpha, steps=steps)
+    expected, delta = _manual_pgd_loss(model, x, y, epsilon, alpha, steps)
+    assert delta.norm().item() <= epsilon + 1e-6
+    torch.testing.assert_close(extra, expected)
+    if epsilon == 0:
+        torch.testing.assert_close(extra, F.cross_entropy(model(x), y))  # no room: the clean loss
 
 
 def test_target_mismatch_lists_embedding_parameters():

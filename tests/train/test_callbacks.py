@@ -339,24 +339,34 @@ def test_embedding_adversarial_adds_gradients_and_restores_the_embedding():
 
     splits = synthetic(num_train=64, num_test=16, shape=(12,), num_classes=2, vocab_size=50)
 
-    def fit(callbacks):
+    def fit(adversarial):
         torch.manual_seed(0)
         model = text_cnn(50, 2, embed_dim=8, num_filters=4, dropout=0.0)
-        weights = {}
+        seen = {"before": [], "after": [], "grad": []}
 
-        class Emb(C.Callback):
+        class Before(C.Callback):  # runs before the adversarial callback's AFTER_BACKWARD
             def on_after_backward(self, state):
-                weights["emb"] = state.raw_model.embedding.weight.detach().clone()
+                seen["before"].append(state.raw_model.embedding.weight.detach().clone())
+
+        class After(C.Callback):  # ... and this one after it
+            def on_after_backward(self, state):
+                seen["after"].append(state.raw_model.embedding.weight.detach().clone())
+                seen["grad"].append(state.raw_model.fc.weight.grad.detach().clone())
 
         Trainer(model, DeviceLoader(splits.train, 16), optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
-                callbacks=callbacks + [Emb()], steps=2, progress=False).fit()
-        return model, weights
+                callbacks=[Before(), *adversarial, After()], steps=2, progress=False).fit()
+        return model, seen
 
+    plain, plain_seen = fit([])
     for method in ("fgm", "pgd"):
-        plain, _ = fit([])
         adv, seen = fit([C.EmbeddingAdversarial(method=method, epsilon=0.5)])
+        assert len(seen["after"]) == 2
+        for before, after in zip(seen["before"], seen["after"]):
+            assert torch.equal(before, after)  # restored bit for bit before the update
+        # the first step starts from the same weights: its gradient differs only by the added
+        # adversarial gradient
+        assert not torch.allclose(seen["grad"][0], plain_seen["grad"][0])
         assert not torch.equal(plain.fc.weight, adv.fc.weight)
-        assert torch.isfinite(adv.embedding.weight).all()
 
 
 class Payload:

@@ -45,6 +45,11 @@ def _unit(g: Tensor) -> Tensor:
     return torch.where(ok, g / torch.where(ok, norm, torch.ones_like(norm)), torch.zeros_like(g))
 
 
+def _project(delta: Tensor, epsilon: float) -> Tensor:
+    """``delta`` scaled into the L2 ball of radius ``epsilon`` (unchanged when inside)."""
+    return delta * torch.clamp(epsilon / delta.norm().clamp_min(1e-12), max=1.0)
+
+
 class FGM:
     r"""Fast gradient method on embeddings (Miyato et al. 2017): add
     :math:`r = \varepsilon\, g / \lVert g \rVert_2` to the embedding weights, where ``g`` is
@@ -148,9 +153,7 @@ class PGDEmbedding:
             if is_first_attack or name not in self._backup:
                 self._backup[name] = p.detach().clone()
             p.add_(self.alpha * _unit(p.grad))
-            delta = p - self._backup[name]
-            norm = delta.norm()
-            p.copy_(self._backup[name] + delta * torch.clamp(self.epsilon / norm.clamp_min(1e-12), max=1.0))
+            p.copy_(self._backup[name] + _project(p - self._backup[name], self.epsilon))
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -184,7 +187,7 @@ def adversarial_loss(
 
     The perturbation comes from the gradient of the clean loss with respect to the matched
     parameters (FGM: one normalised step of size ``epsilon``; PGD: ``steps`` steps of size
-    ``alpha`` projected into the ``epsilon`` ball). The returned loss is computed with the
+    ``alpha``, each projected into the L2 ball of radius ``epsilon``, as :class:`PGDEmbedding`). The returned loss is computed with the
     perturbed weights through ``torch.func.functional_call`` (nothing is written into the
     model), and back-propagates into the clean weights. Costs one clean forward and backward
     plus one (FGM) or ``steps`` (PGD) adversarial passes.
@@ -213,7 +216,8 @@ def adversarial_loss(
         else:
             check_positive("alpha", alpha)
             check_positive_int("steps", steps)
-            r = {n: alpha * _unit(g) if g is not None else torch.zeros_like(named[n]) for n, g in zip(names, grads)}
+            r = {n: _project(alpha * _unit(g), epsilon) if g is not None else torch.zeros_like(named[n])
+                 for n, g in zip(names, grads)}
             for _ in range(steps - 1):
                 deltas = {n: r[n].detach().requires_grad_(True) for n in names}
                 out = functional_call(model, {n: named[n].detach() + deltas[n] for n in names}, (inputs,))
@@ -221,7 +225,6 @@ def adversarial_loss(
                 for n, g in zip(names, step_grads):
                     if g is None:
                         continue
-                    d = r[n].detach() + alpha * _unit(g)
-                    r[n] = d * torch.clamp(epsilon / d.norm().clamp_min(1e-12), max=1.0)
+                    r[n] = _project(r[n].detach() + alpha * _unit(g), epsilon)
         perturbed = {n: named[n] + r[n].detach() for n in names}
         return loss_fn(functional_call(model, perturbed, (inputs,)), targets)
