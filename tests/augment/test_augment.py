@@ -65,12 +65,28 @@ def _after_beta(seed, alpha):
     return g
 
 
-def test_mixup_lam_follows_beta():
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 2.0])
+def test_mixup_lam_follows_beta(alpha):
+    """A Kolmogorov-Smirnov test against Beta(alpha, alpha), which the neighbouring Beta
+    distributions (and any other symmetric law) fail."""
+    stats = pytest.importorskip("scipy.stats")
     g = torch.Generator().manual_seed(0)
     x, y = torch.zeros(2, 1, 2, 2), torch.zeros(2)
-    lams = torch.stack([A.mixup_batch(x, y, alpha=0.5, generator=g).lam for _ in range(4000)])
-    assert lams.mean().item() == pytest.approx(0.5, abs=0.02)
-    assert lams.var().item() == pytest.approx(0.5 * 0.5 / (1.0 ** 2 * 2.0), abs=0.02)  # ab/((a+b)^2 (a+b+1))
+    lams = torch.stack([A.mixup_batch(x, y, alpha=alpha, generator=g).lam for _ in range(3000)]).double().numpy()
+    assert stats.kstest(lams, stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+    for other in (alpha * 0.7, alpha * 1.4):
+        assert stats.kstest(lams, stats.beta(other, other).cdf).pvalue < 1e-3
+
+
+def test_mixup_of_integer_images_mixes_in_floating_point(gen):
+    """uint8 images are mixed with the same lam as their labels, not with lam cast to 0."""
+    x = (torch.rand(8, 3, 4, 4, generator=gen) * 255).to(torch.uint8)
+    y = torch.arange(8)
+    m = A.mixup_batch(x, y, alpha=1.0, generator=torch.Generator().manual_seed(2))
+    assert m.inputs.dtype == torch.float32
+    assert 0.05 < m.lam.item() < 0.95  # a real mix for this seed
+    perm = m.targets_b
+    torch.testing.assert_close(m.inputs, m.lam * x.double() + (1 - m.lam) * x[perm].double(), check_dtype=False)
 
 
 def test_cutmix_lam_is_the_kept_area(gen):
@@ -140,8 +156,17 @@ def test_rotate_draws_angles_in_range(gen):
 def test_scale_identity_and_zoom(gen):
     x = images(gen)
     torch.testing.assert_close(A.scale(x, 1.0, 1.0), x, atol=1e-5, rtol=0)
-    zoomed = A.scale(torch.ones(2, 1, 8, 8), 2.0, 2.0)
-    torch.testing.assert_close(zoomed, torch.ones(2, 1, 8, 8))  # zooming into a constant image
+    # A linear ramp f(row, col) = 100 row + col: bilinear sampling reproduces it exactly, so
+    # zooming in by 2 about the centre must give f at c + (p - c) / 2 for every pixel centre p.
+    h, w = 8, 10
+    rows, cols = torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64)
+    ramp = (100 * rows[:, None] + cols[None, :]).expand(2, 1, h, w)
+
+    def zoom_in(k, n):  # the source coordinate of output pixel k, pixel centres at k + 0.5
+        return n / 2 + (k + 0.5 - n / 2) / 2 - 0.5
+
+    expected = 100 * zoom_in(rows, h)[:, None] + zoom_in(cols, w)[None, :]
+    torch.testing.assert_close(A.scale(ramp, 2.0, 2.0), expected.expand(2, 1, h, w), atol=1e-9, rtol=0)
 
 
 def test_gaussian_noise_statistics():

@@ -35,7 +35,9 @@ def mixup_batch(x: Tensor, y: Tensor, *, alpha: float, generator: torch.Generato
     .. math:: \tilde x = \lambda x + (1 - \lambda) x_{\pi},\quad \lambda \sim \mathrm{Beta}(\alpha, \alpha)
 
     with one :math:`\lambda` for the batch and :math:`\pi` a random permutation (any batch
-    size works). Train with ``lam * loss(out, targets_a) + (1 - lam) * loss(out, targets_b)``,
+    size works). Floating-point images are mixed in their own dtype; integer images (uint8
+    straight from a loader) are mixed in float32 and come back as float32 on the same 0..255
+    scale, since a mixed pixel is not an integer. Train with ``lam * loss(out, targets_a) + (1 - lam) * loss(out, targets_b)``,
     which equals the loss against mixed soft targets for cross-entropy, label-smoothed or not;
     targets may be class indices, soft or multi-label.
 
@@ -53,7 +55,10 @@ def mixup_batch(x: Tensor, y: Tensor, *, alpha: float, generator: torch.Generato
     _check(x, y, alpha)
     lam = beta(alpha, x, generator)
     perm = permutation(x.shape[0], x, generator)
-    mixed = lam.to(x.dtype) * x + (1 - lam.to(x.dtype)) * x[perm]
+    if not x.is_floating_point():
+        x = x.float()
+    w = lam.to(x.dtype)
+    mixed = w * x + (1 - w) * x[perm]
     return Mixed(mixed, y, y[perm], lam)
 
 
