@@ -59,6 +59,25 @@ def test_ignore_index_and_spatial_targets_match_cross_entropy(gen):
     torch.testing.assert_close(focal_loss(logits, target, gamma=0.0), F.cross_entropy(logits, target))
 
 
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_float64_logits_are_computed_and_returned_in_float64(gen, gamma):
+    logits = torch.randn(40, 5, generator=gen, dtype=torch.float64) * 3
+    target = torch.randint(0, 5, (40,), generator=gen)
+    for reduction in ("none", "mean"):
+        ours = focal_loss(logits, target, gamma=gamma, reduction=reduction)
+        assert ours.dtype == torch.float64
+        ref = reference_focal(logits, target, gamma)
+        torch.testing.assert_close(ours, ref if reduction == "none" else ref.mean(), rtol=1e-12, atol=1e-14)
+
+
+def test_half_logits_come_back_half_and_float32_under_autocast(gen):
+    logits = torch.randn(8, 5, generator=gen).half()
+    target = torch.randint(0, 5, (8,), generator=gen)
+    assert focal_loss(logits, target).dtype == torch.float16  # as F.cross_entropy
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert focal_loss(logits.bfloat16(), target).dtype == torch.float32
+
+
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_large_logits_give_finite_values_and_gradients(gamma):
     logits = torch.tensor([[1e4, -1e4, 0.0], [-3e4, 3e4, 1.0]], requires_grad=True)
@@ -109,6 +128,20 @@ def test_sigmoid_focal_matches_float64_definition(gen, gamma, alpha):
     y = (torch.rand(10, 4, generator=gen) > 0.7).float()
     ours = sigmoid_focal_loss(x, y, gamma=gamma, alpha=alpha)
     torch.testing.assert_close(ours.double(), reference_sigmoid_focal(x, y, gamma, alpha), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("gamma", [0.25, 0.5, 0.9, 2.0])
+def test_sigmoid_focal_has_finite_gradients_at_saturated_logits(gamma):
+    x = torch.tensor([20.0, -20.0, 40.0, -40.0, 0.5], requires_grad=True)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])  # four certain hits and one uncertain one
+    loss = sigmoid_focal_loss(x, y, gamma=gamma, reduction="sum")
+    loss.backward()
+    assert torch.isfinite(x.grad).all(), x.grad
+    assert x.grad[4] != 0  # the uncertain example still learns
+    z = x.detach().double() * (2 * y.double() - 1)  # the margin; stable float64 reference below
+    alpha_t = 0.25 * y.double() + 0.75 * (1 - y.double())
+    expected = (alpha_t * F.softplus(-z) * torch.sigmoid(-z) ** gamma).sum()
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-12)
 
 
 def test_sigmoid_focal_equals_torchvision_recorded_output():

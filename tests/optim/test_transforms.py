@@ -38,6 +38,22 @@ def test_centralization_matches_per_parameter_reference(gen, conv_only):
         torch.testing.assert_close(p.grad, e, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_centralization_keeps_each_dtype_and_float64_precision(gen, dtype):
+    params = [torch.nn.Parameter(p.detach().to(dtype)) for p in _params(gen)]
+    for p in params:
+        p.grad = (torch.randn(p.shape, generator=gen, dtype=torch.float64) * 1e3 + 7.0).to(dtype)
+    exact = [p.grad.double() - p.grad.double().mean(dim=tuple(range(1, p.dim())), keepdim=True) if p.dim() >= 2
+             else p.grad.double() for p in params]
+    centralize_gradients_(params)
+    for p, e in zip(params, exact):
+        assert p.grad.dtype == dtype
+        if dtype == torch.float64:
+            torch.testing.assert_close(p.grad, e, rtol=0, atol=1e-11)
+        else:  # one rounding of the result to the gradient's dtype
+            torch.testing.assert_close(p.grad.double(), e, rtol=2 * torch.finfo(dtype).eps, atol=torch.finfo(dtype).eps * 1e3)
+
+
 def test_hook_centralizes_before_the_step_and_can_be_removed(gen):
     params = _params(gen)
     opt = torch.optim.SGD(params, lr=1.0)

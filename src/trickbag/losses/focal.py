@@ -36,6 +36,19 @@ def _check_class_targets(logits: Tensor, target: Tensor, ignore_index: int) -> N
             )
 
 
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float32 for half and bfloat16 inputs (and integers), else the input's own precision."""
+    return torch.promote_types(x.dtype, torch.float32) if x.is_floating_point() else torch.float32
+
+
+def _result_dtype(x: Tensor, computed: Tensor) -> torch.dtype:
+    """The input's floating dtype, as ``F.cross_entropy`` returns; under autocast, where
+    cross-entropy runs (and returns) in float32, the computed precision."""
+    if not x.is_floating_point() or torch.is_autocast_enabled(x.device.type):
+        return computed.dtype
+    return x.dtype
+
+
 def focal_loss(
     logits: Tensor,
     target: Tensor,
@@ -50,7 +63,9 @@ def focal_loss(
     .. math:: \mathrm{FL}(p_t) = -\alpha_t (1 - p_t)^\gamma \log p_t
 
     where :math:`p_t` is the softmax probability of the true class. Computed from
-    ``log_softmax`` so that large logits never give NaN or inf.
+    ``log_softmax`` so that large logits never give NaN or inf. Half and bfloat16 logits are
+    computed in float32 and float64 logits in float64; the loss comes back in the logits' dtype
+    (float32 under autocast, as ``F.cross_entropy``).
 
     Args:
         logits: ``(N, C)`` or ``(N, C, d1, ...)`` unnormalised scores.
@@ -84,7 +99,7 @@ def focal_loss(
 
     valid = target != ignore_index
     safe_target = torch.where(valid, target, torch.zeros_like(target)).long()
-    log_prob = F.log_softmax(logits.float(), dim=1)
+    log_prob = F.log_softmax(logits.to(_compute_dtype(logits)), dim=1)
     log_pt = log_prob.gather(1, safe_target.unsqueeze(1)).squeeze(1)
     # 1 - pt from expm1 keeps precision for confident predictions; the clamp keeps the
     # derivative of (1 - pt) ** gamma finite at pt == 1 when 0 < gamma < 1 (large margins
@@ -106,15 +121,15 @@ def focal_loss(
         loss = loss * alpha
 
     loss = torch.where(valid, loss, torch.zeros_like(loss))
-    if reduction == "none":
-        return loss
     if reduction == "sum":
-        return loss.sum()
-    if weight is not None:
-        denom = torch.where(valid, weight, torch.zeros_like(weight)).sum()
-    else:
-        denom = valid.sum()
-    return loss.sum() / denom
+        loss = loss.sum()
+    elif reduction == "mean":
+        if weight is not None:
+            denom = torch.where(valid, weight, torch.zeros_like(weight)).sum()
+        else:
+            denom = valid.sum()
+        loss = loss.sum() / denom
+    return loss.to(_result_dtype(logits, loss))
 
 
 class FocalLoss(nn.Module):
@@ -202,7 +217,9 @@ def sigmoid_focal_loss(
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
+    # As in focal_loss: at saturated logits 1 - p_t is exactly 0, where the derivative of
+    # (1 - p_t) ** gamma is infinite for 0 < gamma < 1 (NaN gradients); the clamp keeps it finite.
+    loss = ce * ((1 - p_t).clamp_min(torch.finfo(p_t.dtype).tiny) ** gamma)
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     if reduction == "mean":

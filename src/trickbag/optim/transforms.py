@@ -81,7 +81,9 @@ def centralize_gradients_(params: Iterable[Tensor], *, conv_only: bool = False) 
         if seg is None:
             seg = _SEGMENT_CACHE[key] = _Segments(key[1], device)
         flat = torch.cat([g.reshape(-1) for g in group])
-        means = torch.segment_reduce(flat.float(), "mean", lengths=seg.lengths)
+        # half and bfloat16 gradients are averaged in float32; float64 stays float64
+        means = torch.segment_reduce(flat.to(torch.promote_types(flat.dtype, torch.float32)), "mean",
+                                     lengths=seg.lengths)
         flat -= means.to(flat.dtype).repeat_interleave(seg.lengths, output_size=seg.total)
         torch._foreach_copy_(group, [v.view_as(g) for v, g in zip(flat.split(seg.sizes), group)])
 
