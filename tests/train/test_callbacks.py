@@ -315,6 +315,12 @@ def test_nan_guard_stops_with_a_diagnosis_and_keeps_the_last_good_weights(tmp_pa
     assert saved["counters"]["step"] == 2
 
 
+def test_nan_guard_lets_a_healthy_run_with_huge_finite_gradients_train():
+    """Gradients of about 1e21 are finite; their squares are not. The guard must not stop."""
+    t = run([C.NaNGuard()], steps=3, lr=1e-30, val=False, loss=lambda out, y: F.cross_entropy(out, y) * 1e22)
+    assert t.state.step == 3 and not t.state.diverged and not t.state.stop_training
+
+
 def test_metrics_logger_writes_jsonl(tmp_path):
     run([C.MetricsLogger(every_steps=4)], epochs=2, run_dir=tmp_path)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
