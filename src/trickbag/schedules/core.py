@@ -377,16 +377,19 @@ def triangular(
     return _Triangular(float(base), float(peak), half_cycle_steps, mode, float(gamma))
 
 
-def _locate_cycle(step: int, cycle_steps: int, cycle_mult: int) -> tuple[int, int, int]:
-    """(cycle index, step within the cycle, cycle length) for geometric cycle lengths."""
+def _locate_cycle(step: int, cycle_steps: int, cycle_mult: int, *, offset: int = 0) -> tuple[int, int, int]:
+    """(cycle index, step within the cycle, grown part of its length) for cycles of length
+    ``offset + (cycle_steps - offset) * cycle_mult ** i``: a fixed part of ``offset`` steps
+    (a warm-up) and a part that grows geometrically."""
+    base = cycle_steps - offset
     if cycle_mult == 1:
-        return step // cycle_steps, step % cycle_steps, cycle_steps
-    index, start, length = 0, 0, cycle_steps
-    while step >= start + length:
-        start += length
-        length *= cycle_mult
+        return step // cycle_steps, step % cycle_steps, base
+    index, start, grown = 0, 0, base
+    while step >= start + grown + offset:
+        start += grown + offset
+        grown *= cycle_mult
         index += 1
-    return index, step - start, length
+    return index, step - start, grown
 
 
 @dataclass(frozen=True, repr=False)
@@ -437,7 +440,10 @@ class _WarmupCosineRestarts(Schedule):
 
     def __call__(self, step: int) -> float:
         _check_step(step)
-        index, t, length = _locate_cycle(step, self.cycle_steps, self.cycle_mult)
+        # Only the cosine part grows: T_{i+1} = (T_i - warmup) * mult + warmup.
+        w = self.warmup_steps
+        index, t, cosine_length = _locate_cycle(step, self.cycle_steps, self.cycle_mult, offset=w)
+        length = cosine_length + w
         peak = self.gamma**index
         if t < self.warmup_steps:
             return self.floor + (peak - self.floor) * t / self.warmup_steps
@@ -455,10 +461,12 @@ def warmup_cosine_restarts(
 ) -> Schedule:
     r"""Cosine annealing with warm restarts, a linear warmup in each cycle and decaying peaks.
 
-    The widely copied ``CosineAnnealingWarmUpRestarts(T_0, T_mult, eta_max, T_up, gamma)``:
-    cycle ``i`` lasts ``cycle_steps * cycle_mult ** i`` steps and peaks at ``gamma ** i``; it
-    rises linearly from ``floor`` to the peak over ``warmup_steps``, then falls along a half
-    cosine towards ``floor``.
+    The widely copied ``CosineAnnealingWarmUpRestarts(T_0, T_mult, eta_max, T_up, gamma)``, cycle
+    for cycle: it grows only the cosine part of a cycle, ``T_{i+1} = (T_i - T_up) * T_mult +
+    T_up``, so cycle ``i`` lasts ``warmup_steps + (cycle_steps - warmup_steps) * cycle_mult ** i``
+    steps (with 10, 2 and 2: restarts at 10, 28, 62) and peaks at ``gamma ** i``; it rises
+    linearly from ``floor`` to the peak over ``warmup_steps``, then falls along a half cosine
+    towards ``floor``.
 
     Example:
         >>> s = warmup_cosine_restarts(4, warmup_steps=1, gamma=0.5)
