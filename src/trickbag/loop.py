@@ -11,7 +11,18 @@ from torch import Tensor, nn
 
 from trickbag._validate import check_choice, check_range
 
-__all__ = ["ema_update_", "average_weights_", "average_predictions", "improved", "all_finite", "first_nonfinite_module"]
+__all__ = [
+    "ema_update_",
+    "average_weights_",
+    "average_predictions",
+    "metric_mode",
+    "improved",
+    "all_finite",
+    "first_nonfinite_module",
+]
+
+# Metric names containing one of these are better when lower.
+_LOWER_IS_BETTER = ("loss", "error", "err_", "nll", "ece", "perplexity")
 
 
 @torch.no_grad()
@@ -63,6 +74,21 @@ def average_predictions(logits: Sequence[Tensor]) -> Tensor:
     if not logits:
         raise ValueError("average_predictions needs at least one member's outputs")
     return torch.stack([torch.softmax(z.float(), dim=-1) for z in logits]).mean(0)
+
+
+def metric_mode(name: str, mode: str | None = None) -> str:
+    """``"min"`` or ``"max"``: ``mode`` when given, else inferred from the metric's name (losses,
+    errors, NLL, calibration error and perplexity are minimised; anything else, such as
+    accuracy, is maximised), as the ablation runner and the search do.
+
+    Example:
+        >>> metric_mode("val_loss"), metric_mode("val_acc"), metric_mode("val_acc", "min")
+        ('min', 'max', 'min')
+    """
+    if mode is not None:
+        return check_choice("mode", mode, ("min", "max"))
+    lowered = name.lower()
+    return "min" if any(word in lowered for word in _LOWER_IS_BETTER) else "max"
 
 
 def improved(value: float, best: float | None, *, mode: str = "min", min_delta: float = 0.0) -> bool:

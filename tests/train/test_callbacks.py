@@ -410,6 +410,57 @@ def test_best_k_checkpoints(tmp_path):
     assert [b["epoch"] for b in best] == [4, 2]
 
 
+@pytest.mark.parametrize(
+    "monitor, mode, values, kept",
+    [
+        ("val_loss", None, [2.31, 2.23, 2.18], [3]),  # a loss: lower is better, inferred
+        ("val_loss", "max", [2.31, 2.23, 2.18], [1]),  # the config can say otherwise
+        ("val_acc", None, [0.61, 0.72, 0.70], [2]),
+        ("val_error", None, [0.3, 0.2, 0.25], [2]),
+    ],
+)
+def test_best_checkpoints_follow_the_metrics_direction(tmp_path, monitor, mode, values, kept):
+    scores = iter(values)
+
+    class Score(C.Callback):
+        def on_eval_end(self, state):
+            state.metrics[monitor] = next(scores)
+
+    run([Score(), C.Checkpoint(every_epochs=None, keep_best=1, monitor=monitor, mode=mode)], epochs=3,
+        run_dir=tmp_path)
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert [b["epoch"] for b in best] == kept
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("best-*.pt")) == [f"best-{kept[0]}.pt"]
+
+
+def test_config_keep_best_on_a_loss_keeps_the_lowest(tmp_path):
+    from trickbag.train.build import build_run
+    from trickbag.train.config import load_config
+
+    cfg = load_config({
+        "data": {"name": "synthetic", "batch_size": 32,
+                 "options": {"num_train": 128, "num_test": 64, "shape": [16], "num_classes": 4, "noise": 3.0}},
+        "model": {"name": "mlp", "hidden": [16]},
+        "optimizer": {"name": "sgd", "lr": 0.5},
+        "train": {"epochs": 3, "keep_best": 1, "monitor": "val_loss", "checkpoint_every_epochs": None,
+                  "progress": False, "device": "cpu"},
+    })
+    run_ = build_run(cfg, run_dir=tmp_path)
+    history = run_.trainer.fit()
+    losses = [h["val_loss"] for h in history]
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert best[0]["epoch"] == 1 + losses.index(min(losses))
+    assert [c.mode for c in run_.trainer.callbacks if isinstance(c, C.Checkpoint)] == ["min"]
+
+
+def test_early_stopping_infers_its_direction():
+    assert C.EarlyStopping(monitor="val_acc").mode == "max"
+    assert C.EarlyStopping(monitor="val_loss").mode == "min"
+    assert C.EarlyStopping(monitor="val_acc", mode="min").mode == "min"
+    with pytest.raises(ValueError, match="unknown mode 'maximum'"):
+        C.EarlyStopping(monitor="val_acc", mode="maximum")
+
+
 def test_resume_restores_everything(tmp_path):
     """Save mid-run, resume in a fresh trainer: the same final weights as an uninterrupted run."""
     def make(seed_model, cbs):

@@ -409,7 +409,8 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
         if cfg.train.checkpoint_every_steps or cfg.train.checkpoint_every_epochs or cfg.train.keep_best:
             cbs.append(C.Checkpoint(every_steps=cfg.train.checkpoint_every_steps,
                                     every_epochs=cfg.train.checkpoint_every_epochs,
-                                    keep_best=cfg.train.keep_best, monitor=cfg.train.monitor))
+                                    keep_best=cfg.train.keep_best, monitor=cfg.train.monitor,
+                                    mode=cfg.train.mode))
     trainer = Trainer(
         model, train, val_data=evals.get("val"), loss=criterion, optimizer=optimizer_factory(cfg.optimizer),
         schedule=schedule, callbacks=cbs, epochs=cfg.train.epochs, steps=cfg.train.steps, device=device,

@@ -73,6 +73,7 @@ class TrainConfig:
     checkpoint_every_epochs: int | None = 1
     keep_best: int = 0
     monitor: str = "val_acc"
+    mode: str | None = None  # is a higher or lower `monitor` better: "max" or "min"; None infers it from the name
     nan_guard: bool = True
     progress: bool = True
     track_train_acc: bool = False

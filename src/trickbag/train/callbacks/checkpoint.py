@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from trickbag._validate import check_choice
+from trickbag.loop import metric_mode
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
@@ -20,14 +20,16 @@ log = logging.getLogger("trickbag")
 class Checkpoint(Callback):
     """Save the whole training state to ``run_dir/checkpoints/last.pt`` every ``every_steps``
     updates and/or ``every_epochs`` epochs, and keep the ``keep_best`` best epochs by
-    ``monitor`` as ``best-<epoch>.pt`` (listed in ``best.json``). Files are written to a
+    ``monitor`` as ``best-<epoch>.pt`` (listed in ``best.json``); ``mode`` says whether higher
+    (``"max"``) or lower (``"min"``) is better and is inferred from the metric's name when not
+    given (:func:`~trickbag.loop.metric_mode`: losses and errors are minimised). Files are written to a
     temporary name, fsynced and renamed, so a crash mid-write never replaces a good one.
     Nothing is saved after a non-finite loss, or when a weight is not finite. Main process only.
     """
 
     def __init__(self, every_steps: int | None = None, every_epochs: int | None = 1, keep_best: int = 0,
-                 monitor: str = "val_acc", mode: str = "max", dirname: str | Path | None = None):
-        check_choice("mode", mode, ("min", "max"))
+                 monitor: str = "val_acc", mode: str | None = None, dirname: str | Path | None = None):
+        mode = metric_mode(monitor, mode)
         if every_steps is None and every_epochs is None and keep_best == 0:
             raise ValueError("Checkpoint needs every_steps, every_epochs or keep_best")
         self.every_steps, self.every_epochs, self.keep_best = every_steps, every_epochs, keep_best

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from trickbag._validate import check_choice, check_nonnegative, check_positive_int
-from trickbag.loop import all_finite, first_nonfinite_module, improved
+from trickbag._validate import check_nonnegative, check_positive_int
+from trickbag.loop import all_finite, first_nonfinite_module, improved, metric_mode
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
@@ -20,13 +20,15 @@ log = logging.getLogger("trickbag")
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs;
-    with ``restore_best`` the model ends with the weights of its best epoch."""
+    with ``restore_best`` the model ends with the weights of its best epoch. ``mode`` (``"min"``
+    or ``"max"``) is inferred from the metric's name when not given
+    (:func:`~trickbag.loop.metric_mode`)."""
 
     touches = frozenset({"weights"})
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 5, min_delta: float = 0.0,
+    def __init__(self, monitor: str = "val_loss", mode: str | None = None, patience: int = 5, min_delta: float = 0.0,
                  restore_best: bool = True):
-        check_choice("mode", mode, ("min", "max"))
+        mode = metric_mode(monitor, mode)
         check_positive_int("patience", patience)
         check_nonnegative("min_delta", min_delta)
         self.monitor, self.mode, self.patience, self.min_delta, self.restore_best = monitor, mode, patience, min_delta, restore_best
