@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trickbag.layers import apply_group_norm, apply_spectral_norm, group_count, make_norm
@@ -66,3 +67,27 @@ def test_spectral_norm_makes_largest_singular_value_one():
         assert sigma.item() == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(ValueError, match="no layer of type"):
         apply_spectral_norm(nn.Sequential(nn.ReLU()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_group_norm_surgery_matches_the_models_dtype(gen, dtype):
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).to(dtype)
+    apply_group_norm(net, groups=4)
+    assert net[1].weight.dtype == dtype and net[1].bias.dtype == dtype
+    x = torch.randn(2, 3, 6, 6, generator=gen).to(dtype)
+    out = net(x)  # float64 crashed with "mixed dtype (CPU)"
+    assert out.dtype == dtype
+    ref = F.relu(F.group_norm(F.conv2d(x.double(), net[0].weight.double(), net[0].bias.double(), padding=1), 4))
+    tol = {torch.float64: 1e-12, torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
+    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
+
+
+def test_group_norm_surgery_keeps_frozen_parameters_frozen_and_the_mode():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.BatchNorm2d(8))
+    net[1].requires_grad_(False)
+    net[2].bias.requires_grad_(False)
+    net.eval()
+    apply_group_norm(net, groups=4)
+    assert not net[1].weight.requires_grad and not net[1].bias.requires_grad
+    assert net[2].weight.requires_grad and not net[2].bias.requires_grad
+    assert not net[1].training

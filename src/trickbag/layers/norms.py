@@ -57,8 +57,10 @@ def apply_group_norm(model: nn.Module, *, groups: int = 32) -> nn.Module:
     """Replace every ``BatchNorm2d`` of ``model`` by ``GroupNorm`` in place (Wu and He 2018).
 
     The group count is ``groups`` when it divides the channels, else the largest count below it
-    that does. Affine parameters are copied over; running statistics are dropped (GroupNorm
-    has none: it normalises each example on its own, so it does not care about batch size).
+    that does. Affine parameters are copied over with their device, dtype and ``requires_grad``
+    (a frozen BatchNorm stays frozen; a float64 or half model gets float64 or half norms);
+    running statistics are dropped (GroupNorm has none: it normalises each example on its own,
+    so it does not care about batch size).
 
     Example:
         >>> import torch
@@ -75,13 +77,17 @@ def apply_group_norm(model: nn.Module, *, groups: int = 32) -> nn.Module:
             if isinstance(child, nn.BatchNorm2d):
                 plan.append((parent, name, child))
     for parent, name, bn in plan:
-        gn = nn.GroupNorm(group_count(bn.num_features, groups), bn.num_features, eps=bn.eps, affine=bn.affine)
+        ref = bn.weight if bn.affine else bn.running_mean
+        gn = nn.GroupNorm(group_count(bn.num_features, groups), bn.num_features, eps=bn.eps, affine=bn.affine,
+                          device=ref.device if ref is not None else None, dtype=ref.dtype if ref is not None else None)
         if bn.affine:
             with torch.no_grad():
                 gn.weight.copy_(bn.weight)
                 gn.bias.copy_(bn.bias)
-        ref = bn.weight if bn.affine else bn.running_mean
-        setattr(parent, name, gn.to(device=ref.device if ref is not None else "cpu"))
+            gn.weight.requires_grad_(bn.weight.requires_grad)
+            gn.bias.requires_grad_(bn.bias.requires_grad)
+        gn.train(bn.training)
+        setattr(parent, name, gn)
     return model
 
 
