@@ -66,3 +66,20 @@ def test_make_activation_names():
         make_activation("rellu")
     with pytest.raises(ValueError, match="needs channels"):
         make_activation("soft_threshold")
+
+
+def test_soft_threshold_trains_on_a_batch_of_one(gen):
+    """A last batch of one (drop_last=False) used to crash BatchNorm1d in training."""
+    layer = SoftThreshold(6)
+    layer.eval()
+    x = torch.randn(1, 6, 4, 4, generator=gen)
+    expected = layer(x)  # eval mode: the running statistics
+    layer.train()
+    stats = layer.net[1].running_mean.clone()
+    out = layer(x)
+    torch.testing.assert_close(out, expected)  # the same normalisation, by the running statistics
+    assert torch.equal(layer.net[1].running_mean, stats)  # one example does not move them
+    out.sum().backward()
+    assert layer.net[0].weight.grad is not None and torch.isfinite(layer.net[0].weight.grad).all()
+    block = ShrinkageResidualBlock(3, 6).train()
+    block(torch.randn(1, 3, 5, 5, generator=gen)).sum().backward()

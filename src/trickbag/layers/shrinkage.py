@@ -30,7 +30,8 @@ class SoftThreshold(nn.Module):
     A small sub-network looks at the global average of :math:`|x|` per channel, runs
     FC-BN-ReLU-FC-sigmoid to get :math:`\alpha_c \in (0, 1)`, and sets
     :math:`\tau_c = \alpha_c \cdot \mathrm{mean}|x_c|`, so the threshold is positive and never
-    removes more than the channel's average magnitude (DRSN-CW). Works on ``(N, C, ...)``.
+    removes more than the channel's average magnitude (DRSN-CW). Works on ``(N, C, ...)``; a
+    training batch of one (a last, odd batch) uses the BatchNorm's running statistics.
 
     Example:
         >>> import torch
@@ -60,7 +61,19 @@ class SoftThreshold(nn.Module):
         if x.dim() < 2 or x.shape[1] != self.channels:
             raise ValueError(f"SoftThreshold({self.channels}) expects (N, {self.channels}, ...), got {tuple(x.shape)}")
         abs_mean = x.abs().flatten(2).mean(dim=2) if x.dim() > 2 else x.abs()
+        if self.training and abs_mean.shape[0] == 1:
+            return self._net_single(abs_mean) * abs_mean
         return self.net(abs_mean) * abs_mean
+
+    def _net_single(self, a: Tensor) -> Tensor:
+        """The sub-network on a batch of one in training, where BatchNorm cannot take batch
+        statistics: it normalises with its running statistics (and leaves them unchanged)."""
+        fc1, bn, relu, fc2, gate = self.net
+        h = fc1(a)
+        if bn.running_mean is not None:
+            h = torch.nn.functional.batch_norm(h, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                               training=False, eps=bn.eps)
+        return gate(fc2(relu(h)))
 
     def forward(self, x: Tensor) -> Tensor:
         tau = self.thresholds(x)
