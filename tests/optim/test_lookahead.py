@@ -68,6 +68,30 @@ def test_state_dict_resume_equals_uninterrupted():
     torch.testing.assert_close(w1, w2, rtol=0, atol=0)
 
 
+def test_load_state_dict_restores_k_and_alpha():
+    """A resume with a differently built Lookahead continues with the checkpoint's k and alpha,
+    as torch optimizers restore lr and betas: the same trajectory as the uninterrupted run."""
+    w1 = torch.nn.Parameter(torch.ones(4))
+    opt1 = Lookahead(torch.optim.SGD([w1], lr=0.1), k=3, alpha=0.3)
+    for s in range(4):
+        w1.grad = grads(s, (4,))
+        opt1.step()
+    w2 = torch.nn.Parameter(w1.detach().clone())
+    opt2 = Lookahead(torch.optim.SGD([w2], lr=0.1), k=5, alpha=0.8)
+    opt2.load_state_dict(opt1.state_dict())
+    assert (opt2.k, opt2.alpha) == (3, 0.3)
+    for s in range(4, 11):
+        for w, opt in ((w1, opt1), (w2, opt2)):
+            w.grad = grads(s, (4,))
+            opt.step()
+    torch.testing.assert_close(w1, w2, rtol=0, atol=0)
+    bad = opt1.state_dict() | {"k": 0}
+    before = opt2.state_dict()
+    with pytest.raises(ValueError, match="k must be"):
+        opt2.load_state_dict(bad)
+    assert opt2.k == 3 and opt2.lookahead_steps == before["lookahead_steps"]  # nothing changed
+
+
 def test_bad_arguments():
     w = [torch.nn.Parameter(torch.zeros(1))]
     with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):

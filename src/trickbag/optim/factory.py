@@ -83,10 +83,13 @@ def create_optimizer(
         lr: learning rate.
         weight_decay: applied to weights only; biases and norm parameters get 0 unless
             ``decay_norm_and_bias``.
-        fused: ``None`` (default) uses torch's fused kernel where it has one and every
-            parameter is on CUDA, else its foreach path; ``True`` asks for it. For ``"radam"``,
-            ``fused=True`` selects trickbag's :class:`~trickbag.optim.FusedRAdam` (torch has no
-            fused RAdam) on CUDA and falls back to ``torch.optim.RAdam`` elsewhere.
+        fused: ``None`` (default) uses torch's fused kernel when every parameter is on CUDA
+            and torch has one for them, else its foreach path; ``True`` asks for the fused
+            kernel on any device torch supports (torch 2.13 has CPU kernels for Adam, AdamW,
+            SGD and Adagrad) and raises a ``ValueError`` naming the devices and dtypes where it
+            does not; ``False`` never fuses. For ``"radam"``, ``fused=True`` selects trickbag's
+            :class:`~trickbag.optim.FusedRAdam` (torch has no fused RAdam) on CUDA and falls
+            back to ``torch.optim.RAdam`` elsewhere.
         **kwargs: passed to the torch optimizer (``momentum``, ``nesterov``, ``betas``, ...).
 
     Returns:
@@ -123,10 +126,45 @@ def create_optimizer(
             stacklevel=2,
         )
         fused = None
-    if "fused" in valid and fused is not False and on_cuda:
-        kwargs["fused"] = True
-    elif fused and "fused" not in valid:
-        raise ValueError(f"torch has no fused {key}; fused=True is valid for: adam, adamw, sgd, radam")
-    elif fused and not on_cuda:
-        raise ValueError(f"fused={fused!r} needs every parameter on CUDA (found parameters elsewhere)")
-    return cls(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    if "fused" not in valid:
+        if fused:
+            raise ValueError(f"torch has no fused {key}; fused=True is valid for: {', '.join(_fused_names())}")
+        return cls(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    if fused is None and not on_cuda:  # the default off CUDA: torch's foreach path
+        return cls(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    if fused is False:
+        return cls(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    problem = _fused_problem(key, groups)
+    if problem is None:
+        return cls(groups, lr=lr, weight_decay=weight_decay, fused=True, **kwargs)
+    if fused is None:  # a default, not a request: e.g. Adagrad's fused kernel is CPU-only
+        return cls(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    where = sorted({f"{p.device.type} {str(p.dtype).replace('torch.', '')}" for g in groups for p in g["params"]})
+    raise ValueError(f"torch's fused {key} does not take these parameters ({', '.join(where)}): {problem}")
+
+
+def _fused_problem(key: str, groups: list[dict[str, Any]]) -> str | None:
+    """Why torch's fused kernel cannot take these parameters, or None. torch checks only at the
+    first ``step()``; asking its own check here turns that into an error at construction."""
+    try:
+        from torch.optim.optimizer import _device_dtype_check_for_fused
+    except ImportError:  # pragma: no cover - older or newer torch: the documented rule
+        _device_dtype_check_for_fused = None
+    for g in groups:
+        for p in g["params"]:
+            if _device_dtype_check_for_fused is None:
+                if not (p.is_floating_point() and p.device.type in ("cpu", "cuda")) or (
+                        key == "adagrad" and p.device.type == "cuda"):
+                    return f"{p.dtype} on {p.device.type}"
+                continue
+            try:
+                _device_dtype_check_for_fused(p, cuda_unsupported=key == "adagrad")
+            except RuntimeError as err:
+                return str(err)
+    return None
+
+
+def _fused_names() -> list[str]:
+    """Optimizer names with a fused kernel (torch's, plus trickbag's FusedRAdam)."""
+    names = {n for n, c in _OPTIMIZERS.items() if "fused" in inspect.signature(c.__init__).parameters}
+    return sorted(names | {"radam"})

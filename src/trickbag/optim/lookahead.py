@@ -19,7 +19,8 @@ class Lookahead(torch.optim.Optimizer):
 
     It shares the inner optimizer's ``param_groups``, so LR schedulers and step hooks attached
     to the Lookahead reach the inner optimizer. ``state_dict()`` holds the inner optimizer's
-    state, the slow weights and the step counter.
+    state, the slow weights, the step counter, ``k`` and ``alpha``; ``load_state_dict`` restores
+    them all, as torch optimizers restore their hyper-parameters.
 
     Args:
         optimizer: the inner ("fast") optimizer.
@@ -95,11 +96,16 @@ class Lookahead(torch.optim.Optimizer):
                 f"state dict has {len(state_dict['slow'])} slow weights, this optimizer has "
                 f"{len(self._slow)} parameters"
             )
+        k, alpha = state_dict.get("k", self.k), state_dict.get("alpha", self.alpha)  # checked before any change
+        check_positive_int("k", k)
+        check_range("alpha", alpha, 0.0, 1.0, low_open=True)
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.param_groups = self.optimizer.param_groups
         for s, saved in zip(self._slow, state_dict["slow"]):
             s.copy_(saved)
         self.lookahead_steps = int(state_dict["lookahead_steps"])
+        # like the inner optimizer's hyper-parameters (lr, betas ...), k and alpha come back too
+        self.k, self.alpha = k, alpha
 
     def __repr__(self) -> str:
         return f"Lookahead(k={self.k}, alpha={self.alpha}, optimizer={self.optimizer!r})"
