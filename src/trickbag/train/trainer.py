@@ -51,6 +51,20 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def _has_step_pre_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Does anything run on the gradients between ``scaler.step`` and the update: step pre-hooks
+    on this optimizer, on an optimizer it wraps (Lookahead's inner one), or global ones."""
+    from torch.optim.optimizer import _global_optimizer_pre_hooks
+
+    if _global_optimizer_pre_hooks:
+        return True
+    while optimizer is not None:
+        if getattr(optimizer, "_optimizer_step_pre_hooks", None):
+            return True
+        optimizer = getattr(optimizer, "optimizer", None)
+    return False
+
+
 class Trainer:
     """Train any ``nn.Module`` on batches of ``(inputs, targets)``.
 
@@ -299,6 +313,9 @@ class Trainer:
         ev, opt, scaler, accum = self._events, s.optimizer, s.scaler, self.grad_accum_steps
         ddp = hasattr(s.model, "no_sync")
         device = self.device
+        # GradScaler.step does not unscale for fused optimizers (their kernels do it), so step
+        # pre-hooks (clipping, noise, centralisation) would see gradients times the scale.
+        unscale_first = scaler is not None and _has_step_pre_hooks(opt)
         while s.step < s.total_steps and not s.stop_training:
             got = 0
             for micro in range(accum):
@@ -342,6 +359,8 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 continue
             if scaler is not None:
+                if unscale_first:
+                    scaler.unscale_(opt)
                 scaler.step(opt)
                 scaler.update()
             else:

@@ -23,8 +23,11 @@ class _Hooked(Callback):
 
 
 class GradientClipping(_Hooked):
-    """Clip gradients before every update (global norm ``max_norm`` and/or value ``max_value``);
-    with fp16 the hook sees unscaled gradients (the scaler unscales before ``step``)."""
+    """Clip gradients before every update (global norm ``max_norm`` and/or value ``max_value``).
+    With fp16 the hook sees the true, unscaled gradients, fused optimizers included: the trainer
+    calls ``scaler.unscale_(optimizer)`` before ``scaler.step`` whenever a step pre-hook is
+    attached (``GradScaler`` alone leaves a fused optimizer's gradients scaled until its
+    kernel runs)."""
 
     def __init__(self, max_norm: float | None = 1.0, max_value: float | None = None, norm_type: float = 2.0):
         if max_norm is None and max_value is None:
