@@ -77,9 +77,13 @@ class _Plan:
                 and all(p.grad.stride() == s for p, s in zip(params, self.grad_strides)))
 
 
-def _dense_like(p: Tensor, g: Tensor) -> bool:
+def _same_layout(p: Tensor, *others: Tensor) -> bool:
+    """Can one flat index walk ``p`` and every tensor of ``others`` in step? The kernel reads
+    element ``i`` of each at the same offset, so all must be dense with ``p``'s strides and
+    dtype: gradient, exp_avg and exp_avg_sq alike (a moment in another memory layout would be
+    paired with the wrong elements)."""
     dense = p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last))
-    return dense and g.stride() == p.stride() and g.dtype == p.dtype
+    return dense and all(t.stride() == p.stride() and t.dtype == p.dtype for t in others)
 
 
 class FusedRAdam(torch.optim.Optimizer):
@@ -150,9 +154,16 @@ class FusedRAdam(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._plans.clear()  # moment tensors were replaced: addresses changed
         self._tables.clear()
-        for state in self.state.values():
+        for p, state in self.state.items():
             if "step" in state:  # keep the counter on the host, as torch's non-capturable RAdam
                 state["step"] = state["step"].detach().float().cpu()
+            # Moments saved from parameters in another memory layout (a contiguous checkpoint
+            # loaded into a channels_last model) are re-laid out like their parameter, element
+            # for element, so the fused kernel can take them.
+            for key in ("exp_avg", "exp_avg_sq"):
+                t = state.get(key)
+                if isinstance(t, Tensor) and t.shape == p.shape and t.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=t.dtype).copy_(t)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -170,7 +181,8 @@ class FusedRAdam(torch.optim.Optimizer):
         fast_ok = self.backend != "foreach" and _triton_available()
         buckets: dict[tuple, list[int]] = {}
         for i, (p, s) in enumerate(zip(params, states)):
-            fast = (fast_ok and p.is_cuda and _dense_like(p, p.grad) and p.dtype in _KERNEL_DTYPES
+            fast = (fast_ok and p.is_cuda and _same_layout(p, p.grad, s["exp_avg"], s["exp_avg_sq"])
+                    and p.dtype in _KERNEL_DTYPES
                     and all(t.data_ptr() % 16 == 0 for t in (p, p.grad, s["exp_avg"], s["exp_avg_sq"])))
             buckets.setdefault((p.dtype, p.device, fast), []).append(i)
         return _Plan(params, states, steps.pop(), buckets)
