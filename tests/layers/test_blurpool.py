@@ -14,12 +14,31 @@ from torch import nn
 from trickbag.layers import BlurPool2d, apply_blurpool, binomial_filter, blur_pool2d
 
 
+def reference_filter(size: int) -> torch.Tensor:
+    """The normalised 2-D binomial filter from Pascal's triangle, independent of trickbag."""
+    row = torch.tensor([comb(size - 1, i) for i in range(size)], dtype=torch.float64)
+    return torch.outer(row, row) / row.sum() ** 2
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7])
 def test_filters_are_normalised_binomials(size):
-    k = binomial_filter(size).double()
-    row = torch.tensor([comb(size - 1, i) for i in range(size)], dtype=torch.float64)
-    expected = torch.outer(row, row) / row.sum() ** 2
-    torch.testing.assert_close(k, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(binomial_filter(size).double(), reference_filter(size), rtol=1e-6, atol=1e-7)
+
+
+def test_blur_pool_by_hand():
+    """A 3x3 blur with stride 2 on a 4x4 image, element by element with reflect padding."""
+    x = torch.arange(16.0).reshape(1, 1, 4, 4) ** 2  # not linear: a blur changes it
+    k = [[1 / 16, 2 / 16, 1 / 16], [2 / 16, 4 / 16, 2 / 16], [1 / 16, 2 / 16, 1 / 16]]
+
+    def reflect(i):
+        return -i if i < 0 else 6 - i if i > 3 else i
+
+    expected = torch.zeros(1, 1, 2, 2)
+    for oi, i in enumerate((0, 2)):
+        for oj, j in enumerate((0, 2)):
+            expected[0, 0, oi, oj] = sum(k[a][b] * x[0, 0, reflect(i + a - 1), reflect(j + b - 1)]
+                                         for a in range(3) for b in range(3))
+    torch.testing.assert_close(blur_pool2d(x, filt_size=3, stride=2), expected)
 
 
 @pytest.mark.parametrize("size", [2, 3, 4, 5, 7])
@@ -27,7 +46,7 @@ def test_filters_are_normalised_binomials(size):
 def test_equals_depthwise_conv_after_reflect_padding(gen, size, stride):
     x = torch.randn(2, 5, 13, 16, generator=gen)
     lo, hi = (size - 1) // 2, size // 2
-    weight = binomial_filter(size).expand(5, 1, size, size)
+    weight = reference_filter(size).float().expand(5, 1, size, size)
     expected = F.conv2d(F.pad(x, (lo, hi, lo, hi), mode="reflect"), weight, stride=stride, groups=5)
     torch.testing.assert_close(BlurPool2d(5, filt_size=size, stride=stride)(x), expected)
 

@@ -25,6 +25,27 @@ def test_gradient_penalty_of_linear_critic_and_its_double_backward(gen):
     torch.testing.assert_close(critic.weight.grad.double(), 20 * (norm - 1) * w / norm, rtol=1e-5, atol=1e-6)
 
 
+def test_gradient_penalty_on_images_with_a_nonlinear_critic_matches_the_definition():
+    """4-D inputs and a nonlinear critic: the norm must be over every non-batch dimension and
+    the interpolate must be eps * real + (1 - eps) * fake with one eps per example, which a 2-D,
+    linear case cannot tell apart from other choices."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                                 torch.nn.Linear(4 * 3 * 3, 1)).double()
+    real = torch.randn(6, 2, 5, 5, dtype=torch.float64)
+    fake = torch.randn(6, 2, 5, 5, dtype=torch.float64) * 3
+    gp = gradient_penalty(critic, real, fake, weight=7.0, generator=torch.Generator().manual_seed(42))
+
+    eps = torch.rand(6, 1, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(42))
+    norms = []
+    for i in range(6):  # one example at a time, by hand
+        x = (eps[i] * real[i] + (1 - eps[i]) * fake[i]).unsqueeze(0).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x)
+        norms.append(g.flatten().norm())
+    expected = 7.0 * torch.stack([(n - 1) ** 2 for n in norms]).mean()
+    torch.testing.assert_close(gp, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_interpolates_lie_between_real_and_fake(gen):
     seen = []
 
