@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trickbag._validate import check_choice, check_nonnegative, check_real
+from trickbag.losses._dtypes import compute_dtype, result_dtype
 
 __all__ = ["focal_loss", "FocalLoss", "sigmoid_focal_loss", "SigmoidFocalLoss"]
 
@@ -34,19 +35,6 @@ def _check_class_targets(logits: Tensor, target: Tensor, ignore_index: int) -> N
                 f"target class {bad} is out of range for {logits.shape[1]} classes "
                 f"(valid: 0..{logits.shape[1] - 1}, or ignore_index={ignore_index})"
             )
-
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """float32 for half and bfloat16 inputs (and integers), else the input's own precision."""
-    return torch.promote_types(x.dtype, torch.float32) if x.is_floating_point() else torch.float32
-
-
-def _result_dtype(x: Tensor, computed: Tensor) -> torch.dtype:
-    """The input's floating dtype, as ``F.cross_entropy`` returns; under autocast, where
-    cross-entropy runs (and returns) in float32, the computed precision."""
-    if not x.is_floating_point() or torch.is_autocast_enabled(x.device.type):
-        return computed.dtype
-    return x.dtype
 
 
 def focal_loss(
@@ -99,7 +87,7 @@ def focal_loss(
 
     valid = target != ignore_index
     safe_target = torch.where(valid, target, torch.zeros_like(target)).long()
-    log_prob = F.log_softmax(logits.to(_compute_dtype(logits)), dim=1)
+    log_prob = F.log_softmax(logits.to(compute_dtype(logits)), dim=1)
     log_pt = log_prob.gather(1, safe_target.unsqueeze(1)).squeeze(1)
     # 1 - pt from expm1 keeps precision for confident predictions; the clamp keeps the
     # derivative of (1 - pt) ** gamma finite at pt == 1 when 0 < gamma < 1 (large margins
@@ -129,7 +117,7 @@ def focal_loss(
         else:
             denom = valid.sum()
         loss = loss.sum() / denom
-    return loss.to(_result_dtype(logits, loss))
+    return loss.to(result_dtype(logits, loss))
 
 
 class FocalLoss(nn.Module):

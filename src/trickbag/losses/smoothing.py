@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trickbag._validate import check_choice, check_positive_int, check_range
+from trickbag.losses._dtypes import compute_dtype, result_dtype
 
 __all__ = ["smooth_labels", "soft_target_cross_entropy", "LabelSmoothingCrossEntropy", "cross_entropy_arguments"]
 
@@ -87,7 +88,9 @@ def soft_target_cross_entropy(logits: Tensor, soft_targets: Tensor, reduction: s
 class LabelSmoothingCrossEntropy(nn.Module):
     """Cross-entropy with label smoothing for hard labels and for soft targets.
 
-    Both go to torch's own ``F.cross_entropy(label_smoothing=smoothing)``: hard (integer)
+    Both go to torch's own ``F.cross_entropy(label_smoothing=smoothing)``, in float32 for half
+    and bfloat16 logits (whose smoothing term, a sum of log-probabilities over every class,
+    overflows half precision at large logits) and returned in the logits' dtype: hard (integer)
     targets with ``weight``, ``ignore_index`` and ``reduction`` as ``nn.CrossEntropyLoss``
     takes them; soft ``(N, C)`` targets (from mixup, say) are smoothed the same way
     (:func:`smooth_labels`) and weighted per class (``ignore_index`` does not apply to them).
@@ -127,22 +130,26 @@ class LabelSmoothingCrossEntropy(nn.Module):
         self.register_buffer("weight", None if weight is None else weight.detach().clone())
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        z = logits.to(compute_dtype(logits))
+        weight = None if self.weight is None else self.weight.to(z.dtype)
         if target.is_floating_point():
             if target.shape != logits.shape:
                 raise ValueError(
                     f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}"
                 )
-            return F.cross_entropy(
-                logits, target, weight=self.weight, label_smoothing=self.smoothing, reduction=self.reduction
+            loss = F.cross_entropy(
+                z, target.to(z.dtype), weight=weight, label_smoothing=self.smoothing, reduction=self.reduction
             )
-        return F.cross_entropy(
-            logits,
-            target,
-            weight=self.weight,
-            label_smoothing=self.smoothing,
-            reduction=self.reduction,
-            ignore_index=self.ignore_index,
-        )
+        else:
+            loss = F.cross_entropy(
+                z,
+                target,
+                weight=weight,
+                label_smoothing=self.smoothing,
+                reduction=self.reduction,
+                ignore_index=self.ignore_index,
+            )
+        return loss.to(result_dtype(logits, loss))
 
     def extra_repr(self) -> str:
         extra = "" if self.reduction == "mean" else f", reduction={self.reduction!r}"
