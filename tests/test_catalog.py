@@ -72,3 +72,14 @@ def test_cli_show_prints_the_card_and_rejects_unknown_names(capsys):
     assert main(["show", "floding"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'flooding'" in err
+
+
+def test_the_readme_catalog_table_names_every_trick():
+    """README's catalog table changes with the catalog: every entry is listed under its kind."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\w+) \| (.+) \|$", readme, flags=re.M))
+    for trick in catalog.TRICKS:
+        assert trick.kind in rows, f"README's catalog table has no row for kind {trick.kind!r}"
+        assert re.search(rf"\b{trick.name}\b", rows[trick.kind]), f"README's {trick.kind} row lacks {trick.name}"

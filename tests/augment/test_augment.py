@@ -267,3 +267,42 @@ def test_cpu_and_cuda_agree(gen, name):
     cuda = ops[name](x.cuda(), torch.Generator().manual_seed(0))
     assert cuda.is_cuda
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-5, atol=1e-5)
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch(gen):
+    x = images(gen, n=400, h=4, w=5)
+    idx = torch.arange(1000, 1400)
+    outs = [A.alternating_flip(x, idx, e, seed=3) for e in range(4)]
+    flipped = [(o == x.flip(3)).all(dim=(1, 2, 3)) for o in outs]
+    for o, f in zip(outs, flipped):
+        assert torch.equal(o[f], x.flip(3)[f]) and torch.equal(o[~f], x[~f])  # mirrored or untouched
+    assert (flipped[0] != flipped[1]).all() and torch.equal(flipped[0], flipped[2])
+    assert flipped[0].float().mean().item() == pytest.approx(0.5, abs=0.08)  # half start mirrored
+    other = (A.alternating_flip(x, idx, 0, seed=4) == x.flip(3)).all(dim=(1, 2, 3))
+    assert 0.3 < (other == flipped[0]).float().mean().item() < 0.7  # the seed reshuffles the bits
+    # the flip belongs to the example, not to its position in the batch
+    perm = torch.randperm(400, generator=gen)
+    torch.testing.assert_close(A.alternating_flip(x[perm], idx[perm], 1, seed=3), outs[1][perm])
+
+
+def test_the_loader_passes_indices_and_epochs_to_alternating_flip():
+    from trickbag.data import ArrayDataset, DeviceLoader, TorchLoader
+
+    x = torch.arange(64.0).reshape(8, 1, 2, 4)  # image i is distinct from its mirror
+    data = ArrayDataset(x, torch.arange(8))
+    loader = DeviceLoader(data, 3, seed=5, augment=A.Compose([A.AlternatingFlip(seed=1)]), drop_last=False)
+    seen = {}
+    for epoch in range(2):
+        for xb, yb in loader:
+            for img, label in zip(xb, yb):
+                seen[(epoch, int(label))] = torch.equal(img, x[label].flip(2))
+    assert len(seen) == 16
+    assert all(seen[(0, i)] != seen[(1, i)] for i in range(8))
+    with pytest.raises(ValueError, match="needs each example's index"):
+        TorchLoader(data, 3, augment=A.AlternatingFlip())
+    with pytest.raises(ValueError, match="needs each image's index and the epoch"):
+        A.AlternatingFlip()(x)
+    from trickbag.train.callbacks import Augment
+
+    with pytest.raises(ValueError, match="give it to the DeviceLoader's augment"):
+        Augment(A.AlternatingFlip())

@@ -2,6 +2,7 @@
 
 from trickbag.augment.compose import (
     AUGMENTATIONS,
+    AlternatingFlip,
     Augmentation,
     Compose,
     Cutout,
@@ -15,12 +16,13 @@ from trickbag.augment.compose import (
     build_augment,
 )
 from trickbag.augment.erase import cutout, cutout_mask, gaussian_noise
-from trickbag.augment.geometric import hflip, random_crop, rotate, rotate_by, scale, translate, vflip
+from trickbag.augment.geometric import alternating_flip, hflip, random_crop, rotate, rotate_by, scale, translate, vflip
 from trickbag.augment.mixing import Mixed, cutmix_batch, mix_targets, mixup_batch
 from trickbag.augment.normalize import Normalizer, fit_normalizer
 
 __all__ = [
     "AUGMENTATIONS",
+    "AlternatingFlip",
     "Augmentation",
     "Compose",
     "Cutout",
@@ -33,6 +35,7 @@ __all__ = [
     "Scale",
     "Translate",
     "VFlip",
+    "alternating_flip",
     "build_augment",
     "cutmix_batch",
     "cutout",

@@ -15,6 +15,7 @@ __all__ = [
     "Augmentation",
     "HFlip",
     "VFlip",
+    "AlternatingFlip",
     "Rotate",
     "Translate",
     "Scale",
@@ -59,9 +60,46 @@ RandomCrop = _module("RandomCrop", geometric.random_crop, "Module form of :func:
 GaussianNoise = _module("GaussianNoise", erase.gaussian_noise, "Module form of :func:`~trickbag.augment.gaussian_noise` (``std``).")
 Cutout = _module("Cutout", erase.cutout, "Module form of :func:`~trickbag.augment.cutout` (``size``).")
 
+class AlternatingFlip(nn.Module):
+    """Module form of :func:`~trickbag.augment.alternating_flip`: example ``i`` is mirrored in
+    every other epoch. It needs each image's index in the data set and the epoch, which the
+    :class:`~trickbag.data.DeviceLoader` passes to augmentations marked ``uses_indices``; give it
+    to the loader (``data.augment`` or the ``alternating_flip`` trick), not to the Augment callback.
+
+    Example:
+        >>> import torch
+        >>> flip = AlternatingFlip(seed=0)
+        >>> x = torch.rand(4, 3, 8, 8); idx = torch.arange(4)
+        >>> bool(torch.equal(flip(flip(x, indices=idx, epoch=0), indices=idx, epoch=0), x))
+        True
+    """
+
+    uses_indices = True
+    fn = staticmethod(geometric.alternating_flip)
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        if not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, *, indices: Tensor | None = None,
+                epoch: int | None = None) -> Tensor:
+        if indices is None or epoch is None:
+            raise ValueError(
+                "AlternatingFlip needs each image's index and the epoch: use it in the DeviceLoader's "
+                "augmentation (data.augment, or tricks: [alternating_flip]), which passes them"
+            )
+        return geometric.alternating_flip(x, indices, epoch, seed=self.seed)
+
+    def extra_repr(self) -> str:
+        return f"seed={self.seed}"
+
+
 #: Config names of the augmentations (``data.augment`` entries and ``tricks``).
-AUGMENTATIONS: dict[str, type[Augmentation]] = {
+AUGMENTATIONS: dict[str, type[nn.Module]] = {
     "hflip": HFlip,
+    "alternating_flip": AlternatingFlip,
     "vflip": VFlip,
     "rotate": Rotate,
     "translate": Translate,
@@ -73,7 +111,8 @@ AUGMENTATIONS: dict[str, type[Augmentation]] = {
 
 
 class Compose(nn.Module):
-    """Apply augmentations in order, passing one generator through all of them.
+    """Apply augmentations in order, passing one generator through all of them (and, to those
+    marked ``uses_indices``, the images' indices and the epoch).
 
     Example:
         >>> import torch
@@ -93,9 +132,17 @@ class Compose(nn.Module):
             if not callable(op):
                 raise ValueError(f"Compose takes callables x -> x, got {op!r}")
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    @property
+    def uses_indices(self) -> bool:
+        return any(getattr(op, "uses_indices", False) for op in self._ops)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, *, indices: Tensor | None = None,
+                epoch: int | None = None) -> Tensor:
         for op in self._ops:
-            x = op(x, generator=generator)
+            if getattr(op, "uses_indices", False):
+                x = op(x, generator=generator, indices=indices, epoch=epoch)
+            else:
+                x = op(x, generator=generator)
         return x
 
     def __len__(self) -> int:

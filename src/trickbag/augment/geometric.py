@@ -11,7 +11,7 @@ from torch import Tensor
 from trickbag._validate import check_choice, check_nonnegative, check_positive, check_range
 from trickbag.augment._random import check_images, integers, uniform
 
-__all__ = ["hflip", "vflip", "rotate", "rotate_by", "translate", "scale", "random_crop"]
+__all__ = ["hflip", "vflip", "alternating_flip", "rotate", "rotate_by", "translate", "scale", "random_crop"]
 
 
 def _flip(x: Tensor, dim: int, p: float, generator) -> Tensor:
@@ -42,6 +42,52 @@ def vflip(x: Tensor, *, p: float = 0.5, generator: torch.Generator | None = None
         tensor([2., 1., 0.])
     """
     return _flip(x, 2, p, generator)
+
+
+def _parity(indices: Tensor, seed: int) -> Tensor:
+    """A fixed pseudo-random bit per example index: MurmurHash3's 32-bit finaliser of
+    ``index + seed * golden ratio`` (no table, any device; the low 32 bits survive int64 wrap)."""
+    m = 0xFFFFFFFF
+    h = (indices.long() * 0x9E3779B1 + (seed * 0x7F4A7C15)) & m
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & m
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & m
+    h = h ^ (h >> 16)
+    return h & 1
+
+
+def alternating_flip(x: Tensor, indices: Tensor, epoch: int, *, seed: int = 0) -> Tensor:
+    r"""Derandomised horizontal flipping: example ``i`` is mirrored in every other epoch.
+
+    .. math:: \mathrm{flip}(i, e) = b_i \oplus (e \bmod 2)
+
+    with :math:`b_i` a fixed pseudo-random bit per example (half the data starts flipped).
+    Over any two consecutive epochs each image is seen once as it is and once mirrored, where
+    random flipping shows about a quarter of the images the same way twice (Jordan 2024).
+
+    Args:
+        x: ``(N, C, H, W)`` images of any dtype.
+        indices: ``(N,)`` the examples' indices in the data set (the loader knows them).
+        epoch: the epoch, counted from 0.
+        seed: picks the bits :math:`b_i`.
+
+    Example:
+        >>> import torch
+        >>> x = torch.arange(8.0).reshape(4, 1, 1, 2); idx = torch.arange(4)
+        >>> a, b = alternating_flip(x, idx, 0), alternating_flip(x, idx, 1)
+        >>> bool(((a == x).all(dim=(1, 2, 3)) != (b == x).all(dim=(1, 2, 3))).all())  # alternate
+        True
+
+    Reference: Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498, 2024.
+    """
+    check_images(x)
+    if indices.shape != (x.shape[0],):
+        raise ValueError(f"indices must have shape ({x.shape[0]},), one per image, got {tuple(indices.shape)}")
+    if not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+    flip = (_parity(indices.to(x.device), seed) ^ (epoch % 2)).bool()
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
 def _affine(x: Tensor, theta: Tensor, mode: str) -> Tensor:

@@ -27,11 +27,14 @@ class _Batches:
     epoch: int
     position: int
 
-    def _finish(self, x: Tensor) -> Tensor:
+    def _finish(self, x: Tensor, indices: Tensor | None = None) -> Tensor:
         if self.normalize is not None:
             x = self.normalize(x)
         if self.augment is not None:
-            x = self.augment(x, generator=self.generator)
+            if getattr(self.augment, "uses_indices", False):  # e.g. alternating flips
+                x = self.augment(x, generator=self.generator, indices=indices, epoch=self.epoch)
+            else:
+                x = self.augment(x, generator=self.generator)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -67,7 +70,9 @@ class DeviceLoader(_Batches):
         drop_last: drop the last incomplete batch. Default: equal to ``shuffle``.
         normalize: applied to every batch first (e.g. a ``Normalizer`` turning uint8 into
             standardised floats).
-        augment: applied next, with the loader's generator (e.g. a ``Compose``).
+        augment: applied next, with the loader's generator (e.g. a ``Compose``); augmentations
+            marked ``uses_indices`` also get the batch's indices in the data set and the epoch
+            (:class:`~trickbag.augment.AlternatingFlip`).
         seed: seeds the permutations and the augmentation generator.
         rank, world_size: this process's shard under data parallelism.
         channels_last: emit 4-D batches in channels-last memory format.
@@ -139,7 +144,7 @@ class DeviceLoader(_Batches):
         order = self._order()
         for b in range(self.position, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self._finish(self.inputs.index_select(0, idx))
+            x = self._finish(self.inputs.index_select(0, idx), idx)
             y = self.targets.index_select(0, idx)
             self.position = b + 1
             yield x, y
@@ -173,6 +178,11 @@ class TorchLoader(_Batches):
         self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
         self.drop_last = shuffle if drop_last is None else drop_last
         self.normalize = normalize.to(self.device) if isinstance(normalize, torch.nn.Module) else normalize
+        if getattr(augment, "uses_indices", False):
+            raise ValueError(
+                f"augmentation {augment!r} needs each example's index in the data set, which only the "
+                "DeviceLoader passes: use data.loader: device"
+            )
         self.augment, self.seed, self.num_workers = augment, seed, num_workers
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
         self.epoch, self.position = 0, 0

@@ -248,6 +248,7 @@ def optimizer_factory(spec: dict[str, Any]) -> Callable[[nn.Module], torch.optim
 class TrickPlan:
     callbacks: list[Any] = field(default_factory=list)
     model: list[tuple[catalog.Trick, dict[str, Any]]] = field(default_factory=list)
+    loader_augment: list[Any] = field(default_factory=list)  # augmentations that need example indices
 
 
 def apply_tricks(cfg: RunConfig) -> tuple[RunConfig, TrickPlan]:
@@ -291,8 +292,11 @@ def apply_tricks(cfg: RunConfig) -> tuple[RunConfig, TrickPlan]:
             plan.model.append((entry, params))
         elif use == "augment":
             op = AUGMENTATIONS[entry.name]
-            _check_kwargs(op.fn, params, f"trick {entry.name}", skip=("x", "generator"))
-            plan.callbacks.append(Augment(op(**params)))
+            _check_kwargs(op.fn, params, f"trick {entry.name}", skip=("x", "generator", "indices", "epoch"))
+            if getattr(op, "uses_indices", False):  # runs in the training loader, which knows indices
+                plan.loader_augment.append(op(**params))
+            else:
+                plan.callbacks.append(Augment(op(**params)))
         else:
             cls = entry.load_callback()
             _check_kwargs(cls.__init__, params, f"trick {entry.name}")
@@ -378,6 +382,10 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
     image = splits.train.kind == "image"
     normalizer = fit_normalizer(splits.train.inputs) if image and not splits.train.inputs.is_floating_point() else None
     augment = build_augment(cfg.data.augment) if cfg.data.augment else None
+    if plan.loader_augment:
+        from trickbag.augment import Compose
+
+        augment = Compose([*(augment._ops if augment is not None else []), *plan.loader_augment])
     if augment is not None and not image:
         raise ValueError(f"data.augment needs image data; {cfg.data.name!r} gives {splits.train.kind} inputs")
     loader_cls = {"device": DeviceLoader, "torch": TorchLoader}.get(cfg.data.loader)

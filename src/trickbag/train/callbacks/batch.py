@@ -30,6 +30,12 @@ class Augment(Callback):
         ops = list(ops) if isinstance(ops, Sequence) else [ops]
         if not ops or not all(callable(op) for op in ops):
             raise ValueError(f"Augment takes augmentation callables, got {ops!r}")
+        for op in ops:
+            if getattr(op, "uses_indices", False):
+                raise ValueError(
+                    f"{op!r} needs each image's index in the data set and the epoch, which the Augment "
+                    "callback does not have: give it to the DeviceLoader's augment instead"
+                )
         self.ops = ops
         self._pipeline = ops[0] if len(ops) == 1 else Compose(ops)
 
