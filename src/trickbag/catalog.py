@@ -350,6 +350,11 @@ TRICKS: tuple[Trick, ...] = (
           "DeVries, Taylor. Improved Regularization of Convolutional Neural Networks with Cutout. "
           "arXiv 2017.",
           f"{_A}:cutout", f"{_A}:Cutout", callback=_AUG, use="augment", defaults={"size": 8}),
+    Trick("tta", "augment", "Test-time augmentation: average the logits over mirrored and shifted views.",
+          "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural "
+          "Networks. NeurIPS 2012; Jordan. 94% on CIFAR-10 in 3.29 Seconds on a Single GPU. 2024.",
+          f"{_A}:tta_logits", f"{_A}:TTA", callback=_CB + "TestTimeAugmentation", use="callback",
+          defaults={"flip": True, "translate": 1}),
     Trick("mixup", "augment", "Train on convex combinations of pairs of examples and of their targets.",
           "Zhang, Cisse, Dauphin, Lopez-Paz. mixup: Beyond Empirical Risk Minimization. ICLR 2018.",
           f"{_A}:mixup_batch", f"{_A}:mix_targets", callback="trickbag.train.callbacks:Mixup",

@@ -19,6 +19,7 @@ from trickbag.augment.erase import cutout, cutout_mask, gaussian_noise
 from trickbag.augment.geometric import alternating_flip, hflip, random_crop, rotate, rotate_by, scale, translate, vflip
 from trickbag.augment.mixing import Mixed, cutmix_batch, mix_targets, mixup_batch
 from trickbag.augment.normalize import Normalizer, fit_normalizer
+from trickbag.augment.tta import TTA, tta_logits, tta_views
 
 __all__ = [
     "AUGMENTATIONS",
@@ -33,6 +34,7 @@ __all__ = [
     "RandomCrop",
     "Rotate",
     "Scale",
+    "TTA",
     "Translate",
     "VFlip",
     "alternating_flip",
@@ -50,5 +52,7 @@ __all__ = [
     "rotate_by",
     "scale",
     "translate",
+    "tta_logits",
+    "tta_views",
     "vflip",
 ]

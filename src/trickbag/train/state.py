@@ -29,6 +29,9 @@ class TrainState:
 
     Results: ``metrics`` (latest values by name), ``history`` (one dict per epoch).
 
+    Evaluation: ``eval_forward(model, x) -> outputs``, when set, replaces ``model(x)`` in
+    ``Trainer.evaluate`` and ``predict`` (test-time augmentation sets it).
+
     Flags: ``stop_training`` (with ``stop_reason``), ``skip_step`` (skip this update),
     ``diverged`` (a non-finite loss or gradient was found; checkpoints stop).
     """
@@ -71,6 +74,7 @@ class TrainState:
     skip_step: bool = False
     diverged: bool = False
     samples_seen: int = 0
+    eval_forward: Callable[[nn.Module, Tensor], Tensor] | None = None
 
     @property
     def lr(self) -> float:

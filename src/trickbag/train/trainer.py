@@ -51,6 +51,10 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def _plain_forward(model: nn.Module, x: Tensor) -> Tensor:
+    return model(x)
+
+
 def _has_step_pre_hooks(optimizer: torch.optim.Optimizer) -> bool:
     """Does anything run on the gradients between ``scaler.step`` and the update: step pre-hooks
     on this optimizer, on an optimizer it wraps (Lookahead's inner one), or global ones."""
@@ -400,10 +404,17 @@ class Trainer:
 
     # ---- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, data: Iterable[Any], *, prefix: str = "val") -> dict[str, float]:
+    def evaluate(
+        self, data: Iterable[Any], *, prefix: str = "val", forward: Callable[[nn.Module, Tensor], Tensor] | None = None
+    ) -> dict[str, float]:
         """Loss, top-1 accuracy, top-5 accuracy (more than five classes) and custom metrics over
-        ``data``, in eval mode."""
+        ``data``, in eval mode.
+
+        ``forward(model, x) -> outputs`` replaces ``model(x)``, e.g. test-time augmentation:
+        ``trainer.evaluate(data, forward=lambda m, x: tta_logits(m, x, translate=1))``; by
+        default the run's ``state.eval_forward`` (set by the ``tta`` trick), else ``model(x)``."""
         s = self._prepare()
+        forward = forward or s.eval_forward or _plain_forward
         model = s.raw_model
         was_training = model.training
         model.eval()
@@ -416,7 +427,7 @@ class Trainer:
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with self.autocast():
-                    out = model(x)
+                    out = forward(model, x)
                 n = x.shape[0]
                 sums[0] += s.eval_criterion(out.float(), y).double() * n
                 if y.dim() == 1 and not y.is_floating_point():
@@ -446,10 +457,11 @@ class Trainer:
         return result
 
     @torch.no_grad()
-    def predict(self, data: Iterable[Any]) -> Tensor:
+    def predict(self, data: Iterable[Any], *, forward: Callable[[nn.Module, Tensor], Tensor] | None = None) -> Tensor:
         """The model's outputs on every batch of ``data`` (inputs, or ``(inputs, targets)``),
-        concatenated on the CPU."""
+        concatenated on the CPU; ``forward`` as in :meth:`evaluate`."""
         s = self._prepare()
+        forward = forward or s.eval_forward or _plain_forward
         model = s.raw_model
         was_training = model.training
         model.eval()
@@ -458,7 +470,7 @@ class Trainer:
             for batch in data:
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with self.autocast():
-                    outs.append(model(x.to(self.device)).float().cpu())
+                    outs.append(forward(model, x.to(self.device)).float().cpu())
         finally:
             model.train(was_training)
         return torch.cat(outs)
