@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from trickbag.init import init_weights, load_pretrained_embeddings, zero_init_residual_
+from trickbag.init import (
+    identity_init_,
+    init_patch_whitening_,
+    init_weights,
+    load_pretrained_embeddings,
+    patch_whitening_weights,
+    zero_init_residual_,
+)
 from trickbag.layers import ResidualBlock
 
 
@@ -135,3 +142,50 @@ def test_embedding_errors(tmp_path):
     with pytest.raises(ValueError, match=r"needs \(2,\)"):
         load_pretrained_embeddings(emb, {"a": [1.0]}, ["a"])
     torch.testing.assert_close(emb.weight.detach(), before)  # a refused load changes nothing
+
+
+def test_identity_init_keeps_the_extra_filters_random():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.Conv2d(6, 3, 3, padding=1, bias=False),
+                        nn.Conv2d(3, 3, 1), nn.Conv2d(4, 4, 3, groups=2))
+    before = [m.weight.detach().clone() for m in net]
+    assert identity_init_(net) == 2  # the 1x1 and the grouped convolution are left alone
+    x = torch.randn(2, 4, 5, 5)
+    torch.testing.assert_close(net[0](x)[:, :4], x)  # the first min(in, out) filters pass through
+    assert torch.equal(net[0].weight[4:], before[0][4:])  # the others keep their init
+    y = torch.randn(2, 6, 5, 5)
+    torch.testing.assert_close(net[1](y), y[:, :3])  # out < in: the first out channels pass
+    assert torch.equal(net[2].weight, before[2]) and torch.equal(net[3].weight, before[3])
+    with pytest.raises(ValueError, match="has no ungrouped odd square convolution"):
+        identity_init_(nn.Sequential(nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("mode", ["pca", "zca"])
+def test_patch_whitening_whitens_the_patches(mode):
+    gen = torch.Generator().manual_seed(0)
+    mix = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    x = torch.einsum("dc,nchw->ndhw", mix, torch.randn(200, 3, 6, 6, generator=gen, dtype=torch.float64))
+    x = x + 0.5 * x.roll(1, dims=3)  # neighbouring pixels correlated too
+    w = patch_whitening_weights(x, 2, eps=0.0, mode=mode)
+    assert w.shape == (24, 3, 2, 2) and w.dtype == torch.float64
+    assert torch.equal(w[12:], -w[:12])
+    out = torch.nn.functional.conv2d(x, w[:12]).permute(1, 0, 2, 3).reshape(12, -1)
+    torch.testing.assert_close(out @ out.T / out.shape[1], torch.eye(12, dtype=torch.float64), atol=1e-9, rtol=0)
+    flat = w[:12].reshape(12, 12)
+    if mode == "zca":
+        torch.testing.assert_close(flat, flat.T)  # ZCA is symmetric
+    else:  # PCA rows are orthogonal, largest eigenvalue (smallest scale) first
+        norms = flat.norm(dim=1)
+        assert (norms[:-1] <= norms[1:] + 1e-12).all()
+
+
+def test_patch_whitening_init_checks_the_layer_and_freezes_it():
+    x = torch.randn(16, 3, 8, 8)
+    conv = nn.Conv2d(3, 24, 2)
+    init_patch_whitening_(conv, x, trainable=False)
+    assert not conv.weight.requires_grad and torch.equal(conv.bias, torch.zeros(24))
+    torch.testing.assert_close(conv.weight, patch_whitening_weights(x, 2))
+    with pytest.raises(ValueError, match=r"out_channels = 2 \* in \* k \* k; got in=3, out=16"):
+        init_patch_whitening_(nn.Conv2d(3, 16, 2), x)
+    with pytest.raises(ValueError, match="kernel_size must be an integer from 1 to 8, got 9"):
+        patch_whitening_weights(x, 9)

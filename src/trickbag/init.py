@@ -13,7 +13,16 @@ from torch import Tensor, nn
 
 from trickbag._validate import check_choice
 
-__all__ = ["SCHEMES", "init_weights", "zero_init_residual_", "EmbeddingInit", "load_pretrained_embeddings"]
+__all__ = [
+    "SCHEMES",
+    "init_weights",
+    "zero_init_residual_",
+    "identity_init_",
+    "patch_whitening_weights",
+    "init_patch_whitening_",
+    "EmbeddingInit",
+    "load_pretrained_embeddings",
+]
 
 SCHEMES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "dirac")
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -135,6 +144,135 @@ def zero_init_residual_(model: nn.Module) -> int:
     if count == 0:
         raise ValueError(f"zero_last_norm: {type(model).__name__} has no residual block with a last norm")
     return count
+
+
+@torch.no_grad()
+def identity_init_(model: nn.Module) -> int:
+    """Start every 3x3 (or any odd square) convolution with identity filters on its first
+    ``min(in, out)`` output channels, the other filters keeping their random initialisation:
+    each block of a plain network starts close to passing its input through, while the extra
+    channels still break symmetry (the airbench recipes' partial Dirac init).
+
+    Returns the number of convolutions changed; raises if there were none.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+        >>> identity_init_(torch.nn.Sequential(conv))
+        1
+        >>> x = torch.randn(1, 4, 5, 5)
+        >>> bool(torch.allclose(conv(x)[:, :4] - conv.bias[:4, None, None], x, atol=1e-6))
+        True
+
+    Reference: Zagoruyko, Komodakis, "DiracNets", arXiv 2017; Jordan, "94% on CIFAR-10 in 3.29
+    Seconds on a Single GPU", arXiv:2404.00498, 2024.
+    """
+    count = 0
+    for m in model.modules():
+        if not isinstance(m, nn.Conv2d) or m.groups != 1:
+            continue
+        kh, kw = m.kernel_size
+        if kh != kw or kh % 2 == 0 or kh == 1:
+            continue
+        w = m.weight
+        nn.init.dirac_(w[: min(w.shape[0], w.shape[1])])
+        count += 1
+    if count == 0:
+        raise ValueError(f"identity_init: {type(model).__name__} has no ungrouped odd square convolution (3x3, 5x5 ...)")
+    return count
+
+
+@torch.no_grad()
+def patch_whitening_weights(images: Tensor, kernel_size: int = 2, *, eps: float = 5e-4, mode: str = "pca") -> Tensor:
+    r"""Convolution filters that whiten the ``kernel_size`` x ``kernel_size`` patches of ``images``.
+
+    With :math:`\Sigma = V \Lambda V^\top` the second-moment matrix of the flattened patches
+    (``C k^2`` values each; inputs are usually normalised, so it is their covariance):
+
+    - ``"pca"``: rows :math:`\Lambda^{-1/2} V^\top` (largest eigenvalue first), as in the
+      airbench recipes;
+    - ``"zca"``: rows :math:`V \Lambda^{-1/2} V^\top` (the same space, rotated back to look like
+      the input);
+
+    each followed by its negative, so a ReLU-like activation keeps both signs: ``2 C k^2``
+    filters in all. The first half maps the patches to (nearly, by ``eps``) identity covariance.
+
+    Args:
+        images: ``(N, C, H, W)`` training images (a few thousand suffice), as the model sees them.
+        kernel_size: the patch size ``k``.
+        eps: added to every eigenvalue.
+        mode: ``"pca"`` or ``"zca"``.
+
+    Returns:
+        A ``(2 C k^2, C, k, k)`` weight in the images' floating dtype (float32 for integers).
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 2.0, 3.0])[:, None, None]
+        >>> w = patch_whitening_weights(x, 2)
+        >>> w.shape
+        torch.Size([24, 3, 2, 2])
+
+    Reference: Coates, Ng, "Learning Feature Representations with K-means", Neural Networks:
+    Tricks of the Trade, 2012 (patch whitening); Page, "How to Train Your ResNet", 2018;
+    Jordan, arXiv:2404.00498, 2024.
+    """
+    check_choice("mode", mode, ("pca", "zca"))
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    k = kernel_size
+    if not isinstance(k, int) or k < 1 or k > min(images.shape[2:]):
+        raise ValueError(f"kernel_size must be an integer from 1 to {min(images.shape[2:])}, got {k!r}")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps!r}")
+    c = images.shape[1]
+    dtype = images.dtype if images.is_floating_point() else torch.float32
+    cov = torch.zeros(c * k * k, c * k * k, dtype=torch.float64, device=images.device)
+    count = 0
+    for chunk in images.split(512):  # bounded memory: the patches of 512 images at a time
+        patches = chunk.double().unfold(2, k, 1).unfold(3, k, 1)  # (n, C, H', W', k, k)
+        flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+        cov += flat.T @ flat
+        count += flat.shape[0]
+    cov /= count
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+    rows = eigenvectors.T / torch.sqrt(eigenvalues.clamp_min(0) + eps)[:, None]  # Lambda^-1/2 V^T
+    if mode == "zca":
+        rows = eigenvectors @ rows
+    weight = rows.reshape(-1, c, k, k)
+    return torch.cat([weight, -weight]).to(dtype)
+
+
+@torch.no_grad()
+def init_patch_whitening_(conv: nn.Conv2d, images: Tensor, *, eps: float = 5e-4, mode: str = "pca",
+                          trainable: bool = False) -> nn.Conv2d:
+    """Set ``conv``'s filters to :func:`patch_whitening_weights` of ``images`` (its kernel size,
+    ``2 C k^2`` output channels), zero its bias, and freeze the filters unless ``trainable``.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(3, 24, 2)
+        >>> _ = init_patch_whitening_(conv, torch.randn(32, 3, 8, 8))
+        >>> conv.weight.requires_grad
+        False
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError(f"patch whitening initialises an nn.Conv2d, got {type(conv).__name__}")
+    kh, kw = conv.kernel_size
+    c = images.shape[1] if images.dim() == 4 else None
+    if kh != kw or conv.in_channels != c or conv.out_channels != 2 * conv.in_channels * kh * kw or conv.groups != 1:
+        raise ValueError(
+            f"patch whitening needs a square, ungrouped Conv2d with in_channels = the images' channels ({c}) "
+            f"and out_channels = 2 * in * k * k; got in={conv.in_channels}, out={conv.out_channels}, "
+            f"kernel={conv.kernel_size}, groups={conv.groups}"
+        )
+    weight = patch_whitening_weights(images.to(conv.weight.device), kh, eps=eps, mode=mode)
+    conv.weight.copy_(weight.to(conv.weight.dtype))
+    conv.weight.requires_grad_(trainable)
+    if conv.bias is not None:
+        conv.bias.zero_()
+    return conv
 
 
 class EmbeddingInit(NamedTuple):

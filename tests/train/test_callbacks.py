@@ -497,3 +497,84 @@ def test_warning_free_plain_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run([], steps=2)
+
+
+def _speedrun_fit(callbacks, *, epochs=3, steps=None, run_dir=None, resume=None):
+    from trickbag.models import speedrun_cnn
+
+    splits = data(n=160, shape=(3, 8, 8))
+    train, val_loader = loaders(splits)
+    torch.manual_seed(0)
+    model = speedrun_cnn(3, 4, widths=(8, 8))
+    t = Trainer(model, train, val_data=val_loader, optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05),
+                callbacks=callbacks, epochs=epochs, steps=steps, progress=False, run_dir=run_dir)
+    if resume is not None:
+        t.load_checkpoint(resume)
+    t.fit()
+    return t, splits
+
+
+def test_patch_whitening_callback_initialises_freezes_and_survives_a_resume(tmp_path):
+    from trickbag.init import patch_whitening_weights
+
+    t, splits = _speedrun_fit([C.PatchWhitening(num_images=100, bias_epochs=2)], epochs=3)
+    whiten = t.state.raw_model.whiten
+    torch.testing.assert_close(whiten.weight, patch_whitening_weights(splits.train.inputs[:100], 2))  # never trained
+    assert not whiten.weight.requires_grad and not whiten.bias.requires_grad  # the bias froze after 2 epochs
+    # a resumed run keeps the checkpoint's (trained) bias instead of re-initialising
+    stop = C.Checkpoint(every_steps=None, every_epochs=1)
+    first, _ = _speedrun_fit([C.PatchWhitening(num_images=100, bias_epochs=5), stop], epochs=1, run_dir=tmp_path)
+    bias = first.state.raw_model.whiten.bias.detach().clone()
+    assert bias.abs().sum() > 0  # trained during the first epoch
+    resumed, _ = _speedrun_fit([C.PatchWhitening(num_images=100, bias_epochs=5), C.Checkpoint(every_epochs=1)],
+                               epochs=1, resume=tmp_path / "checkpoints" / "last.pt")
+    torch.testing.assert_close(resumed.state.raw_model.whiten.bias, bias)
+    with pytest.raises(ValueError, match="no Conv2d named 'stem'"):
+        _speedrun_fit([C.PatchWhitening(layer="stem")], epochs=1)
+
+
+def test_ema_ramp_and_reset_follow_the_lookahead_formula():
+    """EMA(every_steps=k, ramp_power=p, reset_weights=True) is Lookahead with slow step 1 - d_t."""
+    ema = C.EMA(decay=0.8, every_steps=2, ramp_power=3, reset_weights=True, apply_at_end=False)
+    assert ema.decay_at(0, 10) == 0.0 and ema.decay_at(10, 10) == pytest.approx(0.8)
+    assert ema.decay_at(5, 10) == pytest.approx(0.8 * 0.125)
+    splits = data(n=96)
+    model = mlp()
+    w0 = [p.detach().clone() for p in model.parameters()]
+    trace = []
+
+    class Before(C.Callback):  # records the fast weights each step, before EMA acts
+        def on_step_end(self, state):
+            trace.append([p.detach().clone() for p in state.raw_model.parameters()])
+
+    t = Trainer(model, DeviceLoader(splits.train, 32, seed=0), optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                callbacks=[Before(), ema], steps=6, progress=False)
+    t.fit()
+    slow = w0
+    for step in range(1, 7):
+        if step % 2 == 0:
+            d = 0.8 * (step / 6) ** 3
+            slow = [d * s + (1 - d) * f for s, f in zip(slow, trace[step - 1])]
+    for p, s in zip(model.parameters(), slow):  # after step 6 the model was reset to the average
+        torch.testing.assert_close(p.detach(), s, rtol=1e-5, atol=1e-6)
+
+
+def test_bn_options_and_group_scales_reach_the_optimizer():
+    from trickbag.layers import apply_batchnorm_options
+    from trickbag.optim import create_optimizer
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    apply_batchnorm_options(net, momentum=0.4, eps=1e-5, learn_scale=False)
+    opt = create_optimizer(net, "sgd", lr=0.1, weight_decay=0.01, decay_norm_and_bias=True,
+                           group_scales={"norm_bias": {"lr": 64.0, "weight_decay": 1 / 64}})
+    by_param = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert id(net[1].weight) not in by_param  # a frozen scale is not optimised
+    bias_group = by_param[id(net[1].bias)]
+    assert bias_group["lr"] == pytest.approx(6.4) and bias_group["weight_decay"] == pytest.approx(0.01 / 64)
+    assert by_param[id(net[0].weight)]["lr"] == 0.1 and by_param[id(net[3].bias)]["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="unknown parameter category in group_scales 'bn_bias'"):
+        create_optimizer(net, "sgd", lr=0.1, group_scales={"bn_bias": {"lr": 2.0}})
+    with pytest.raises(ValueError, match="keys 'lr' and/or 'weight_decay'"):
+        create_optimizer(net, "sgd", lr=0.1, group_scales={"norm_bias": {"momentum": 2.0}})
+    with pytest.raises(ValueError, match="momentum must be in"):
+        apply_batchnorm_options(net, momentum=1.5)

@@ -12,7 +12,7 @@ from torch import nn
 
 from trickbag._validate import check_nonnegative, check_positive, unknown
 
-__all__ = ["create_optimizer", "list_optimizers", "param_groups"]
+__all__ = ["CATEGORIES", "create_optimizer", "list_optimizers", "param_groups"]
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -35,22 +35,83 @@ def list_optimizers() -> list[str]:
     return sorted(_OPTIMIZERS)
 
 
+#: Parameter categories that ``group_scales`` can address.
+CATEGORIES = ("weight", "bias", "norm_weight", "norm_bias")
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def _categories(model: nn.Module) -> dict[int, str]:
+    """Parameter id -> category: a normalisation layer's scale or shift, another bias, or a weight."""
+    out: dict[int, str] = {}
+    for module in model.modules():
+        norm = isinstance(module, _NORMS)
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in out:
+                continue
+            if norm:
+                out[id(p)] = "norm_bias" if name == "bias" else "norm_weight"
+            else:
+                out[id(p)] = "bias" if name == "bias" or name.endswith("_bias") else "weight"
+    return out
+
+
 def param_groups(
-    model_or_params: nn.Module | Iterable[Any], weight_decay: float, *, decay_norm_and_bias: bool = False
+    model_or_params: nn.Module | Iterable[Any],
+    weight_decay: float,
+    *,
+    decay_norm_and_bias: bool = False,
+    group_scales: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Split trainable parameters into a decayed group and a no-decay group.
 
     One-dimensional parameters (biases, normalisation scales and shifts) go into the no-decay
     group unless ``decay_norm_and_bias``. Lists of parameter-group dicts pass through as given.
+
+    ``group_scales`` (a module is needed) gives a category of :data:`CATEGORIES` its own group
+    with multipliers of the learning rate and of the weight decay, e.g. the records'
+    ``{"norm_bias": {"lr": 64, "weight_decay": 1 / 64}}``; such groups carry ``"lr_scale"``,
+    which :func:`create_optimizer` turns into the group's ``"lr"``.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        >>> groups = param_groups(net, 0.1, group_scales={"norm_bias": {"lr": 64.0, "weight_decay": 0.5}})
+        >>> [(len(g["params"]), g["weight_decay"], g.get("lr_scale", 1.0)) for g in groups]
+        [(1, 0.1, 1.0), (2, 0.0, 1.0), (1, 0.0, 64.0)]
     """
     if isinstance(model_or_params, nn.Module):
         params = [p for p in model_or_params.parameters() if p.requires_grad]
     else:
+        if group_scales:
+            raise ValueError("group_scales needs the model (to tell norm parameters from others), not a list of parameters")
         params = list(model_or_params)
         if params and isinstance(params[0], dict):
             return params
     if not params:
         raise ValueError("no trainable parameters to optimize (every requires_grad is False?)")
+
+    def decay_of(p: torch.Tensor) -> float:
+        return weight_decay if decay_norm_and_bias or p.dim() >= 2 else 0.0
+
+    if group_scales:
+        for category, scales in group_scales.items():
+            if category not in CATEGORIES:
+                raise unknown("parameter category in group_scales", category, CATEGORIES)
+            if not isinstance(scales, dict) or set(scales) - {"lr", "weight_decay"}:
+                raise ValueError(f"group_scales[{category!r}] must be a dict with keys 'lr' and/or 'weight_decay', got {scales!r}")
+            for key, value in scales.items():
+                check_nonnegative(f"group_scales[{category!r}][{key!r}]", value)
+        kind = _categories(model_or_params)
+        keyed: dict[tuple, dict[str, Any]] = {}
+        for p in params:
+            category = kind.get(id(p), "weight")
+            scales = group_scales.get(category, {})
+            key = (decay_of(p), category if scales else None)
+            group = keyed.setdefault(key, {"params": [], "weight_decay": decay_of(p) * scales.get("weight_decay", 1.0)})
+            if scales:
+                group["lr_scale"] = float(scales.get("lr", 1.0))
+            group["params"].append(p)
+        return list(keyed.values())
     if decay_norm_and_bias or weight_decay == 0:
         return [{"params": params, "weight_decay": weight_decay}]
     decay = [p for p in params if p.dim() >= 2]
@@ -72,6 +133,7 @@ def create_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     decay_norm_and_bias: bool = False,
+    group_scales: dict[str, dict[str, float]] | None = None,
     fused: bool | None = None,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:
@@ -83,6 +145,8 @@ def create_optimizer(
         lr: learning rate.
         weight_decay: applied to weights only; biases and norm parameters get 0 unless
             ``decay_norm_and_bias``.
+        group_scales: per-category multipliers of ``lr`` and ``weight_decay`` (see
+            :func:`param_groups`), e.g. ``{"norm_bias": {"lr": 64, "weight_decay": 1 / 64}}``.
         fused: ``None`` (default) uses torch's fused kernel when every parameter is on CUDA
             and torch has one for them, else its foreach path; ``True`` asks for the fused
             kernel on any device torch supports (torch 2.13 has CPU kernels for Adam, AdamW,
@@ -113,7 +177,11 @@ def create_optimizer(
         if arg not in valid:
             raise unknown(f"argument for {key}", arg, [v for v in valid if v not in ("lr", "weight_decay")])
 
-    groups = param_groups(model_or_params, weight_decay, decay_norm_and_bias=decay_norm_and_bias)
+    groups = param_groups(model_or_params, weight_decay, decay_norm_and_bias=decay_norm_and_bias,
+                          group_scales=group_scales)
+    for g in groups:
+        if "lr_scale" in g:
+            g["lr"] = lr * g.pop("lr_scale")
     on_cuda = _all_cuda(groups)
 
     if key == "radam" and fused:

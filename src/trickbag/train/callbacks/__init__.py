@@ -7,6 +7,7 @@ from trickbag.train.callbacks.checkpoint import Checkpoint
 from trickbag.train.callbacks.control import EarlyStopping, NaNGuard
 from trickbag.train.callbacks.embedding import EmbeddingAdversarial
 from trickbag.train.callbacks.evaluation import TestTimeAugmentation
+from trickbag.train.callbacks.initialization import PatchWhitening
 from trickbag.train.callbacks.gradients import GradientCentralization, GradientClipping, GradientNoise
 from trickbag.train.callbacks.logging import MetricsLogger, ProgressBar
 from trickbag.train.callbacks.losses import Flooding, LabelSmoothing, WeightPenalty
@@ -31,6 +32,7 @@ __all__ = [
     "MetricsLogger",
     "Mixup",
     "NaNGuard",
+    "PatchWhitening",
     "ProgressBar",
     "SWA",
     "SnapshotEnsemble",

@@ -23,17 +23,32 @@ def _float_state(model: nn.Module) -> list[torch.Tensor]:
 
 class EMA(Callback):
     r"""Exponential moving average of the weights, updated after every ``every_steps`` updates:
-    :math:`\bar w \leftarrow d\,\bar w + (1 - d)\,w` (floating-point buffers such as BatchNorm
-    statistics too). Validation runs with the averaged weights; at the end of training the
-    model keeps them when ``apply_at_end`` (default)."""
+    :math:`\bar w \leftarrow d_t\,\bar w + (1 - d_t)\,w` (floating-point buffers such as
+    BatchNorm statistics too). Validation runs with the averaged weights; at the end of training
+    the model keeps them when ``apply_at_end`` (default).
+
+    The records' cadence (Jordan 2024) is two options away: ``ramp_power`` grows the decay over
+    the run, :math:`d_t = d\,(t / T)^{p}` (no averaging at first, full ``decay`` at the end), and
+    ``reset_weights`` copies the average back into the model after every update, which makes it
+    Lookahead with a slow-step size :math:`1 - d_t` every ``every_steps`` steps:
+    ``EMA(decay=0.95 ** 5, every_steps=5, ramp_power=3, reset_weights=True)``."""
 
     touches = frozenset({"weights"})
 
-    def __init__(self, decay: float = 0.999, every_steps: int = 1, apply_at_end: bool = True):
+    def __init__(self, decay: float = 0.999, every_steps: int = 1, apply_at_end: bool = True,
+                 ramp_power: float = 0.0, reset_weights: bool = False):
         check_range("decay", decay, 0.0, 1.0, high_open=True)
         check_positive_int("every_steps", every_steps)
+        check_nonnegative("ramp_power", ramp_power)
         self.decay, self.every_steps, self.apply_at_end = decay, every_steps, apply_at_end
+        self.ramp_power, self.reset_weights = ramp_power, reset_weights
         self.shadow: list[torch.Tensor] | None = None
+
+    def decay_at(self, step: int, total_steps: int) -> float:
+        """:math:`d_t`: the decay used by the update after ``step`` of ``total_steps``."""
+        if self.ramp_power == 0:
+            return self.decay
+        return self.decay * (min(step, total_steps) / max(total_steps, 1)) ** self.ramp_power
 
     def on_fit_start(self, state: TrainState) -> None:
         live = _float_state(state.raw_model)
@@ -45,7 +60,10 @@ class EMA(Callback):
     @torch.no_grad()
     def on_step_end(self, state: TrainState) -> None:
         if state.step % self.every_steps == 0:
-            ema_update_(self.shadow, _float_state(state.raw_model), self.decay)
+            live = _float_state(state.raw_model)
+            ema_update_(self.shadow, live, self.decay_at(state.step, state.total_steps))
+            if self.reset_weights:  # Lookahead: the fast weights restart from the average
+                torch._foreach_copy_(live, self.shadow)
 
     @torch.no_grad()
     def _swap(self, state: TrainState) -> None:
