@@ -228,6 +228,10 @@ TRICKS: tuple[Trick, ...] = (
     Trick("rmsprop", "optimizer", "Steps scaled by a running average of squared gradients.",
           "Tieleman, Hinton. Lecture 6.5, RMSProp. COURSERA: Neural Networks for Machine Learning, 2012.",
           f"{_O}:create_optimizer", "torch.optim:RMSprop", use="optimizer", defaults={"lr": 1e-3}),
+    Trick("muon", "optimizer", "Orthogonalised momentum (Newton-Schulz) for hidden matrices; SGD or AdamW for the rest.",
+          "Jordan, Jin, Boza, You, Cesista, Newhouse, Bernstein. Muon: An Optimizer for Hidden Layers "
+          "in Neural Networks. 2024.",
+          f"{_O}:create_optimizer", f"{_O}:HybridMuon", use="optimizer", defaults={"lr": 0.02}),
     Trick("lookahead", "optimizer", "k fast steps with any optimizer, then one slow step back towards them.",
           "Zhang, Lucas, Hinton, Ba. Lookahead Optimizer: k steps forward, 1 step back. NeurIPS 2019.",
           f"{_O}:Lookahead", f"{_O}:Lookahead", use="optimizer", defaults={"k": 5, "alpha": 0.5}),

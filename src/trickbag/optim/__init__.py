@@ -2,6 +2,7 @@
 
 from trickbag.optim.factory import create_optimizer, list_optimizers, param_groups
 from trickbag.optim.lookahead import Lookahead
+from trickbag.optim.muon import HybridMuon, muon_parameters
 from trickbag.optim.radam import FusedRAdam, radam_coefficients
 from trickbag.optim.transforms import (
     add_gradient_noise_,
@@ -14,6 +15,7 @@ from trickbag.optim.transforms import (
 
 __all__ = [
     "FusedRAdam",
+    "HybridMuon",
     "Lookahead",
     "add_gradient_noise_",
     "attach_grad_clipping",
@@ -23,6 +25,7 @@ __all__ = [
     "create_optimizer",
     "gradient_noise_std",
     "list_optimizers",
+    "muon_parameters",
     "param_groups",
     "radam_coefficients",
 ]

@@ -30,9 +30,9 @@ def list_optimizers() -> list[str]:
 
     Example:
         >>> list_optimizers()
-        ['adagrad', 'adam', 'adamw', 'nadam', 'radam', 'rmsprop', 'sgd']
+        ['adagrad', 'adam', 'adamw', 'muon', 'nadam', 'radam', 'rmsprop', 'sgd']
     """
-    return sorted(_OPTIMIZERS)
+    return sorted([*_OPTIMIZERS, "muon"])
 
 
 #: Parameter categories that ``group_scales`` can address.
@@ -167,10 +167,13 @@ def create_optimizer(
         ('SGD', [0.0005, 0.0])
     """
     key = str(name).lower()
-    if key not in _OPTIMIZERS:
-        raise unknown("optimizer", name, _OPTIMIZERS)
+    if key not in _OPTIMIZERS and key != "muon":
+        raise unknown("optimizer", name, list_optimizers())
     check_positive("lr", lr)
     check_nonnegative("weight_decay", weight_decay)
+    if key == "muon":
+        return _hybrid_muon(model_or_params, lr=lr, weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias,
+                            group_scales=group_scales, fused=fused, **kwargs)
     cls = _OPTIMIZERS[key]
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")]
     for arg in kwargs:
@@ -230,6 +233,38 @@ def _fused_problem(key: str, groups: list[dict[str, Any]]) -> str | None:
             except RuntimeError as err:
                 return str(err)
     return None
+
+
+_MUON_ARGS = ("momentum", "nesterov", "ns_steps", "adjust_lr_fn", "exclude", "aux")
+
+
+def _hybrid_muon(model: nn.Module | Iterable[Any], *, lr: float, weight_decay: float, decay_norm_and_bias: bool,
+                 group_scales: dict | None, fused: bool | None, **kwargs: Any) -> torch.optim.Optimizer:
+    """``name="muon"``: torch's Muon on the hidden matrices, ``aux`` (default AdamW, lr 1e-3) on the rest."""
+    from trickbag.optim.muon import HybridMuon, muon_parameters
+
+    for arg in kwargs:
+        if arg not in _MUON_ARGS:
+            raise unknown("argument for muon", arg, _MUON_ARGS)
+    if not isinstance(model, nn.Module):
+        raise ValueError("optimizer muon needs the model (to find its hidden layers), not a list of parameters")
+    aux_spec = dict(kwargs.pop("aux", None) or {"name": "adamw", "lr": 1e-3})
+    if "name" not in aux_spec or "lr" not in aux_spec:
+        raise ValueError(f"muon's aux optimizer needs a name and an lr, e.g. {{name: sgd, lr: 0.1}}; got {aux_spec!r}")
+    muon_names, rest_names = muon_parameters(model, exclude=tuple(kwargs.pop("exclude", ())))
+    named = dict(model.named_parameters())
+    rest_ids = {id(named[n]) for n in rest_names}
+    aux = None
+    if rest_names:
+        groups = param_groups(model, aux_spec.pop("weight_decay", weight_decay), decay_norm_and_bias=decay_norm_and_bias,
+                              group_scales=group_scales)
+        groups = [{**g, "params": [p for p in g["params"] if id(p) in rest_ids]} for g in groups]
+        groups = [g for g in groups if g["params"]]
+        aux_name, aux_lr = aux_spec.pop("name"), aux_spec.pop("lr")
+        if str(aux_name).lower() == "muon":
+            raise ValueError("muon's aux optimizer cannot be muon")
+        aux = create_optimizer(groups, aux_name, lr=aux_lr, fused=fused, **aux_spec)  # lr_scale -> lr there
+    return HybridMuon([named[n] for n in muon_names], aux, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 def _fused_names() -> list[str]:
