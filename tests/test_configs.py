@@ -22,6 +22,11 @@ SMALL = {
     "cifar10_ablation.yaml": (SHARED / "cifar10-jpeg.tar.gz",
                               ["data.subset=1024", "data.batch_size=128", "model.depth=8", "train.epochs=1",
                                "train.precision=fp32", "train.channels_last=false", "train.device=cpu"]),
+    "cifar10_speedrun.yaml": (SHARED / "cifar10-jpeg.tar.gz",
+                              ["data.subset=512", "data.batch_size=128", "data.eval_batch_size=500",
+                               "data.val_fraction=0.1", "model.widths=[8,16,16]", "train.steps=8", "train.epochs=2",
+                               "train.precision=fp32",
+                               "train.channels_last=false", "train.compile=false", "train.device=cpu"]),
     "mr_textcnn.yaml": (SHARED / "rt-polarity", ["train.epochs=1", "model.embed_dim=32", "model.num_filters=16"]),
 }
 
@@ -32,14 +37,21 @@ def test_every_config_is_covered():
         load_config(ROOT / "configs" / name)  # parses with no unknown keys
 
 
+@pytest.fixture(scope="module")
+def decoded_cache(tmp_path_factory):
+    """One decoded-image cache for this module's runs (the CIFAR-10 pack is decoded once, not per
+    config), apart from the user's own cache."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_config_trains_end_to_end(name, tmp_path, monkeypatch):
+def test_config_trains_end_to_end(name, tmp_path, monkeypatch, decoded_cache):
     data, overrides = SMALL[name]
     if not data.exists():
         pytest.skip(f"{name} needs {data.name}, which is not here (Debian's dataset-fashion-mnist, or shared/data)")
     monkeypatch.chdir(ROOT)  # configs name shared/data relative to the project
-    monkeypatch.setenv("TRICKBAG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRICKBAG_CACHE", str(decoded_cache))
     out = tmp_path / "run"
     assert main(["train", "--config", f"configs/{name}", "--out", str(out), "train.threads=2", *overrides]) == 0
     results = json.loads((out / "results.json").read_text())
