@@ -168,3 +168,21 @@ def test_sigmoid_focal_module_and_errors(gen):
         sigmoid_focal_loss(x, torch.ones(3))
     with pytest.raises(ValueError, match="alpha must be in"):
         sigmoid_focal_loss(x, y, alpha=1.5)
+
+
+@pytest.mark.parametrize("name", ["focal_loss", "sigmoid_focal_loss", "label_smoothing", "flood"])
+def test_losses_compile_with_fullgraph(gen, name):
+    """No data-dependent Python branch in a loss: torch.compile(fullgraph=True) traces it whole
+    (the eager backend checks the tracing without a slow code generation)."""
+    from trickbag.losses import LabelSmoothingCrossEntropy, flood
+
+    x, y = torch.randn(6, 4, generator=gen), torch.randint(0, 4, (6,), generator=gen)
+    fn, args = {
+        "focal_loss": (lambda z, t: focal_loss(z, t, gamma=2.0), (x, y)),
+        "sigmoid_focal_loss": (lambda z, t: sigmoid_focal_loss(z, t, reduction="mean"), (x, torch.rand(6, 4, generator=gen))),
+        "label_smoothing": (LabelSmoothingCrossEntropy(0.1), (x, y)),
+        "flood": (lambda z, t: flood(F.cross_entropy(z, t), 0.5), (x, y)),
+    }[name]
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(*args), fn(*args))

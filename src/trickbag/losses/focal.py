@@ -26,8 +26,9 @@ def _check_class_targets(logits: Tensor, target: Tensor, ignore_index: int) -> N
     if target.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"target must hold class indices (an integer tensor), got {target.dtype}")
     # Range checks cost a host sync on an accelerator; there, an out-of-range class trips the
-    # same device-side assert as F.cross_entropy does.
-    if target.device.type == "cpu" and target.numel():
+    # same device-side assert as F.cross_entropy does. Under torch.compile the check would be
+    # a data-dependent branch (a graph break, an error with fullgraph=True): it is left out.
+    if target.device.type == "cpu" and target.numel() and not torch.compiler.is_compiling():
         valid = target[target != ignore_index]
         if valid.numel() and (valid.min() < 0 or valid.max() >= logits.shape[1]):
             bad = valid[(valid < 0) | (valid >= logits.shape[1])][0].item()
