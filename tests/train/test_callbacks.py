@@ -578,3 +578,45 @@ def test_bn_options_and_group_scales_reach_the_optimizer():
         create_optimizer(net, "sgd", lr=0.1, group_scales={"norm_bias": {"momentum": 2.0}})
     with pytest.raises(ValueError, match="momentum must be in"):
         apply_batchnorm_options(net, momentum=1.5)
+
+
+def test_mixup_and_cutmix_together_follow_timms_switch_semantics():
+    """prob: the share of mixed batches; switch_prob: the share of those mixed by CutMix."""
+    torch.manual_seed(0)
+    cb = C.MixupCutMix(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.6, switch_prob=0.25)
+    x = torch.arange(16.0).reshape(16, 1, 1, 1).expand(16, 1, 6, 6).contiguous()  # image i is filled with i
+    y = torch.arange(16)
+    kinds = []
+    for _ in range(1200):
+        state = type("S", (), {"inputs": x, "targets": y, "mix": None})()
+        cb.on_batch_start(state)
+        if state.mix is None:
+            kinds.append("none")
+            assert torch.equal(state.inputs, x)
+        elif torch.isin(state.inputs, x.unique()).all():  # every pixel copied from an image: CutMix
+            kinds.append("cutmix")
+        else:
+            kinds.append("mixup")
+    mixed = 1 - kinds.count("none") / len(kinds)
+    assert mixed == pytest.approx(0.6, abs=0.05)
+    assert kinds.count("cutmix") / (len(kinds) - kinds.count("none")) == pytest.approx(0.25, abs=0.05)
+
+
+def test_config_with_mixup_and_cutmix_builds_one_mixer():
+    from trickbag.train.build import apply_tricks
+    from trickbag.train.config import load_config, parse_trick
+
+    cfg = load_config({"data": {"name": "synthetic"}, "model": {"name": "mlp"},
+                       "tricks": ["mixup:alpha=0.2,prob=0.5", {"cutmix": {"alpha": 1.0, "switch_prob": 0.3}}]})
+    _, plan = apply_tricks(cfg)
+    (mixer,) = [c for c in plan.callbacks if c.rewrites_batch]
+    assert isinstance(mixer, C.MixupCutMix)
+    assert (mixer.mixup_alpha, mixer.cutmix_alpha, mixer.prob, mixer.switch_prob) == (0.2, 1.0, 0.5, 0.3)
+    assert parse_trick("mixup:alpha=0.2,prob=0.5").params == {"alpha": 0.2, "prob": 0.5}  # the docstring's example
+    _, plan = apply_tricks(load_config({"data": {"name": "synthetic"}, "model": {"name": "mlp"},
+                                        "tricks": ["mixup:alpha=0.2,prob=0.5"]}))
+    assert isinstance(plan.callbacks[0], C.Mixup) and plan.callbacks[0].prob == 0.5
+    bad = load_config({"data": {"name": "synthetic"}, "model": {"name": "mlp"},
+                       "tricks": ["mixup:prob=0.5", "cutmix:prob=0.7"]})
+    with pytest.raises(ValueError, match="give prob once"):
+        apply_tricks(bad)

@@ -260,7 +260,12 @@ def apply_tricks(cfg: RunConfig) -> tuple[RunConfig, TrickPlan]:
     cfg = cfg.replace()
     plan = TrickPlan()
     schedule_from: str | None = None
+    mixers = {spec.name: spec for spec in cfg.tricks if spec.name in ("mixup", "cutmix")}
+    if len(mixers) == 2:  # both: one batch mixed by one of them, timm's Mixup(..., switch_prob) semantics
+        plan.callbacks.append(_mixup_cutmix(mixers["mixup"], mixers["cutmix"]))
     for spec in cfg.tricks:
+        if len(mixers) == 2 and spec.name in mixers:
+            continue
         entry = catalog.get(spec.name)
         params = {**entry.defaults, **spec.params}
         use = entry.use
@@ -302,6 +307,24 @@ def apply_tricks(cfg: RunConfig) -> tuple[RunConfig, TrickPlan]:
             _check_kwargs(cls.__init__, params, f"trick {entry.name}")
             plan.callbacks.append(cls(**params))
     return cfg, plan
+
+
+def _mixup_cutmix(mixup: TrickSpec, cutmix: TrickSpec):
+    """``tricks: [mixup, cutmix]`` as one MixupCutMix: their alphas, a shared ``prob`` and cutmix's
+    ``switch_prob`` (default 0.5)."""
+    from trickbag.train.callbacks import MixupCutMix
+
+    m = {**catalog.get("mixup").defaults, **mixup.params}
+    c = {**catalog.get("cutmix").defaults, **cutmix.params}
+    switch = c.pop("switch_prob", 0.5)
+    for key in ("prob", "soft_targets", "num_classes"):
+        if key in m and key in c and m[key] != c[key]:
+            raise ValueError(f"mixup and cutmix together are one mixer: give {key} once (mixup has {m[key]!r}, "
+                             f"cutmix {c[key]!r})")
+    shared = {k: v for k, v in {**c, **m}.items() if k in ("prob", "soft_targets", "num_classes")}
+    _check_kwargs(MixupCutMix.__init__, {**{f"mixup_{k}": v for k, v in m.items() if k not in shared},
+                                         **{f"cutmix_{k}": v for k, v in c.items() if k not in shared}}, "mixup + cutmix")
+    return MixupCutMix(mixup_alpha=m["alpha"], cutmix_alpha=c["alpha"], switch_prob=switch, **shared)
 
 
 def check_names(cfg: RunConfig) -> None:

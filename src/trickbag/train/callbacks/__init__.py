@@ -2,7 +2,7 @@
 
 from trickbag.train.callbacks.averaging import EMA, SWA, SnapshotEnsemble
 from trickbag.train.callbacks.base import TOUCHES, Callback, check_compatible
-from trickbag.train.callbacks.batch import AdversarialTraining, Augment, CutMix, Mixup
+from trickbag.train.callbacks.batch import AdversarialTraining, Augment, CutMix, Mixup, MixupCutMix
 from trickbag.train.callbacks.checkpoint import Checkpoint
 from trickbag.train.callbacks.control import EarlyStopping, NaNGuard
 from trickbag.train.callbacks.embedding import EmbeddingAdversarial
@@ -31,6 +31,7 @@ __all__ = [
     "LabelSmoothing",
     "MetricsLogger",
     "Mixup",
+    "MixupCutMix",
     "NaNGuard",
     "PatchWhitening",
     "ProgressBar",

@@ -8,11 +8,11 @@ import torch
 
 from trickbag._validate import check_choice, check_positive, check_range
 from trickbag.adversarial import fgsm, ifgsm, pgd
-from trickbag.augment import Compose, cutmix_batch, mix_targets, mixup_batch
+from trickbag.augment import Compose, Mixed, cutmix_batch, mix_targets, mixup_batch
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
-__all__ = ["Augment", "Mixup", "CutMix", "AdversarialTraining"]
+__all__ = ["Augment", "Mixup", "CutMix", "MixupCutMix", "AdversarialTraining"]
 
 
 class Augment(Callback):
@@ -54,14 +54,24 @@ class _Mixer(Callback):
     touches = frozenset({"inputs", "targets"})
     rewrites_batch = True
 
-    def __init__(self, alpha: float, soft_targets: bool = False, num_classes: int | None = None):
+    def __init__(self, alpha: float, soft_targets: bool = False, num_classes: int | None = None, prob: float = 1.0):
         check_positive("alpha", alpha)
-        self.alpha, self.soft_targets, self.num_classes = alpha, soft_targets, num_classes
+        check_range("prob", prob, 0.0, 1.0)
+        self.alpha, self.soft_targets, self.num_classes, self.prob = alpha, soft_targets, num_classes, prob
 
     def _mix(self, x, y):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _apply(self, state: TrainState) -> bool:
+        """Mix this batch? A draw from torch's CPU generator (its state is in checkpoints)."""
+        return self.prob >= 1.0 or (self.prob > 0.0 and float(torch.rand(())) < self.prob)
+
     def on_batch_start(self, state: TrainState) -> None:
+        if not self._apply(state):
+            if self.soft_targets:  # keep one target format for the loss
+                state.targets = mix_targets(Mixed(state.inputs, state.targets, state.targets,
+                                                  torch.ones((), device=state.inputs.device)), self.num_classes)
+            return
         m = self._mix(state.inputs, state.targets)
         state.inputs = m.inputs
         if self.soft_targets:
@@ -71,26 +81,54 @@ class _Mixer(Callback):
 
 
 class Mixup(_Mixer):
-    """Mixup (Zhang et al. 2018) on every training batch. By default the loss is mixed,
-    ``lam * L(out, y_a) + (1 - lam) * L(out, y_b)``; ``soft_targets=True`` passes mixed
-    probability targets to the loss instead (which must accept them; needs ``num_classes``
-    for index labels)."""
+    """Mixup (Zhang et al. 2018) on every training batch (on a random ``prob`` of them). By
+    default the loss is mixed, ``lam * L(out, y_a) + (1 - lam) * L(out, y_b)``;
+    ``soft_targets=True`` passes mixed probability targets to the loss instead (which must
+    accept them; needs ``num_classes`` for index labels)."""
 
-    def __init__(self, alpha: float = 0.2, soft_targets: bool = False, num_classes: int | None = None):
-        super().__init__(alpha, soft_targets, num_classes)
+    def __init__(self, alpha: float = 0.2, soft_targets: bool = False, num_classes: int | None = None,
+                 prob: float = 1.0):
+        super().__init__(alpha, soft_targets, num_classes, prob)
 
     def _mix(self, x, y):
         return mixup_batch(x, y, alpha=self.alpha)
 
 
 class CutMix(_Mixer):
-    """CutMix (Yun et al. 2019) on every training batch, mixing the loss by the pasted area."""
+    """CutMix (Yun et al. 2019) on every training batch (on a random ``prob`` of them), mixing the
+    loss by the pasted area."""
 
-    def __init__(self, alpha: float = 1.0, soft_targets: bool = False, num_classes: int | None = None):
-        super().__init__(alpha, soft_targets, num_classes)
+    def __init__(self, alpha: float = 1.0, soft_targets: bool = False, num_classes: int | None = None,
+                 prob: float = 1.0):
+        super().__init__(alpha, soft_targets, num_classes, prob)
 
     def _mix(self, x, y):
         return cutmix_batch(x, y, alpha=self.alpha)
+
+
+class MixupCutMix(_Mixer):
+    """Mixup or CutMix, one per batch, with timm's ``Mixup(mixup_alpha, cutmix_alpha, prob,
+    switch_prob)`` semantics: a batch is mixed with probability ``prob``, by CutMix with
+    probability ``switch_prob`` and by mixup otherwise. Naming both ``mixup`` and ``cutmix`` in a
+    config's tricks builds this.
+
+    Example:
+        >>> MixupCutMix(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5).name
+        'MixupCutMix'
+    """
+
+    def __init__(self, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
+                 switch_prob: float = 0.5, soft_targets: bool = False, num_classes: int | None = None):
+        check_positive("mixup_alpha", mixup_alpha)
+        check_positive("cutmix_alpha", cutmix_alpha)
+        check_range("switch_prob", switch_prob, 0.0, 1.0)
+        super().__init__(mixup_alpha, soft_targets, num_classes, prob)
+        self.mixup_alpha, self.cutmix_alpha, self.switch_prob = mixup_alpha, cutmix_alpha, switch_prob
+
+    def _mix(self, x, y):
+        if self.switch_prob > 0.0 and (self.switch_prob >= 1.0 or float(torch.rand(())) < self.switch_prob):
+            return cutmix_batch(x, y, alpha=self.cutmix_alpha)
+        return mixup_batch(x, y, alpha=self.mixup_alpha)
 
 
 class AdversarialTraining(Callback):
