@@ -8,6 +8,7 @@ module depends on this one.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,18 @@ KINDS = (
 #: ``None``: a building block with no config form (used from Python, or by another trick).
 USES = ("callback", "optimizer", "schedule", "model", "loss", "augment", None)
 
-CARDS_DIR = Path(__file__).resolve().parents[2] / "docs" / "tricks"
+def _cards_dir() -> Path:
+    """Where the method cards are: ``docs/tricks`` in a source checkout, else the copy a wheel
+    installs under ``PREFIX/share/trickbag/tricks`` (the package sits in
+    ``PREFIX/lib/pythonX.Y/site-packages``, or ``PREFIX/Lib/site-packages`` on Windows)."""
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "docs" / "tricks"
+    candidates = [checkout, *(here.parents[k] / "share" / "trickbag" / "tricks" for k in (4, 3)),
+                  Path(sys.prefix) / "share" / "trickbag" / "tricks"]
+    return next((c for c in candidates if c.is_dir()), checkout)
+
+
+CARDS_DIR = _cards_dir()
 
 
 def resolve(path: str) -> Any:
