@@ -83,3 +83,62 @@ def test_the_readme_catalog_table_names_every_trick():
     for trick in catalog.TRICKS:
         assert trick.kind in rows, f"README's catalog table has no row for kind {trick.kind!r}"
         assert re.search(rf"\b{trick.name}\b", rows[trick.kind]), f"README's {trick.kind} row lacks {trick.name}"
+
+
+PLUGIN = '''
+from trickbag.catalog import Trick
+
+TRICKS = [Trick("plugin_flood", "regularizer", "Flooding at b = 0.2, from an installed package.",
+                "A plugin author. A Plugin Paper. 2026.", "trickbag.losses:flood", "trickbag.losses:Flooding",
+                callback="trickbag.train.callbacks:Flooding", use="callback", defaults={"b": 0.2},
+                card_file=__file__.replace("plugin_tricks.py", "plugin_flood.md"))]
+'''
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    """A package on the path whose dist-info declares a trickbag.tricks entry point."""
+    site = tmp_path / "site"
+    (site / "plugin_tricks-0.1.dist-info").mkdir(parents=True)
+    (site / "plugin_tricks-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-tricks\nVersion: 0.1\n")
+    (site / "plugin_tricks-0.1.dist-info" / "entry_points.txt").write_text(
+        "[trickbag.tricks]\nflood = plugin_tricks:TRICKS\nbroken = plugin_tricks:MISSING\n")
+    (site / "plugin_tricks.py").write_text(PLUGIN)
+    (site / "plugin_flood.md").write_text("# plugin_flood\n\nA card that lives with its package.\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(catalog, "_plugins_loaded", False)
+    yield
+    catalog.unregister("plugin_flood")
+
+
+def test_an_installed_packages_tricks_join_the_catalog(installed_plugin, capsys):
+    with pytest.warns(UserWarning, match="trick plugin 'broken' .* could not be loaded"):
+        trick = catalog.get("plugin_flood")
+    assert trick.defaults == {"b": 0.2} and "plugin_flood" in catalog.names()
+    assert main(["list", "--kind", "regularizer"]) == 0
+    assert "plugin_flood" in capsys.readouterr().out
+    assert main(["show", "plugin_flood"]) == 0
+    assert "A card that lives with its package." in capsys.readouterr().out
+    from trickbag.testing import check_trick
+
+    check_trick("plugin_flood")  # the built-in tricks' contracts, on the plugin's trick
+
+
+def test_register_refuses_collisions_and_configless_uses():
+    base = dict(kind="regularizer", summary="s", paper="A. B. 2026.", function="torch:randn", wrapper="torch:randn")
+    with pytest.raises(ValueError, match="'flooding' is a built-in trick"):
+        catalog.register(catalog.Trick("flooding", **base))
+    with pytest.raises(ValueError, match="use='callback' needs callback="):
+        catalog.register(catalog.Trick("mine", use="callback", **base))
+    with pytest.raises(ValueError, match="'loss' tricks are trickbag's own registries"):
+        catalog.register(catalog.Trick("mine", use="loss", **base))
+    catalog.register(catalog.Trick("mine", **base))
+    try:
+        with pytest.raises(ValueError, match="registered already"):
+            catalog.register(catalog.Trick("mine", **base))
+        catalog.register(catalog.Trick("mine", **{**base, "summary": "t"}), replace=True)
+        assert catalog.get("mine").summary == "t"
+    finally:
+        catalog.unregister("mine")
+    with pytest.raises(ValueError, match="unknown trick 'mine'"):
+        catalog.get("mine")

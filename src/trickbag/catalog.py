@@ -15,7 +15,21 @@ from typing import Any
 
 from trickbag._validate import unknown
 
-__all__ = ["KINDS", "USES", "Trick", "TRICKS", "get", "names", "by_kind", "card_path", "resolve"]
+__all__ = [
+    "KINDS",
+    "USES",
+    "ENTRY_POINT_GROUP",
+    "Trick",
+    "TRICKS",
+    "get",
+    "names",
+    "by_kind",
+    "all_tricks",
+    "register",
+    "unregister",
+    "card_path",
+    "resolve",
+]
 
 KINDS = (
     "loss",
@@ -73,6 +87,8 @@ class Trick:
         use: how the trick enters a run config (one of :data:`USES`).
         defaults: parameters used when a config names the trick without any.
         apply: for ``use="model"``, dotted path of ``apply(model, **params) -> model``.
+        card_file: the method card of a trick registered from outside trickbag (a Markdown file
+            with the card's sections); built-in tricks' cards are ``docs/tricks/NAME.md``.
     """
 
     name: str
@@ -85,6 +101,7 @@ class Trick:
     use: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     apply: str | None = None
+    card_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,7 +113,7 @@ class Trick:
 
     @property
     def card(self) -> Path:
-        return card_path(self.name)
+        return Path(self.card_file) if self.card_file else card_path(self.name)
 
     def load_function(self) -> Any:
         return resolve(self.function)
@@ -451,24 +468,107 @@ TRICKS: tuple[Trick, ...] = (
           "trickbag.monitor:lr_find", "trickbag.monitor:plot_lr_find"),
 )
 
-_BY_NAME = {t.name: t for t in TRICKS}
-if len(_BY_NAME) != len(TRICKS):  # pragma: no cover - a catalog typo
+_BUILTIN = {t.name: t for t in TRICKS}
+if len(_BUILTIN) != len(TRICKS):  # pragma: no cover - a catalog typo
     raise RuntimeError("duplicate trick names in the catalog")
+_REGISTERED: dict[str, Trick] = {}
+#: Installed packages add tricks through this Python entry-point group: each entry point names a
+#: ``Trick``, a list of them, or a function returning either.
+ENTRY_POINT_GROUP = "trickbag.tricks"
+_plugins_loaded = False
+_REGISTRABLE_USES = ("callback", "model", "augment", None)
+
+
+def register(trick: Trick, *, replace: bool = False) -> Trick:
+    """Add a trick of your own to the catalog: ``trickbag list``, configs (``tricks: [name]``) and
+    ablations then know it, and :func:`trickbag.testing.check_trick` runs the contracts that
+    built-in tricks pass. Paths are resolved when the trick is used, so a registration imports
+    nothing; they travel to ablation workers as text (the workers import the registering module
+    again, or find the trick through the ``trickbag.tricks`` entry point).
+
+    Args:
+        trick: the entry; ``use`` must be ``"callback"`` (a :class:`~trickbag.train.callbacks.Callback`
+            path), ``"model"`` (an ``apply(model, **params)`` path), ``"augment"`` (its wrapper, an
+            augmentation module taking ``(x, generator=...)``) or None.
+        replace: allow replacing an earlier registration of the same name (never a built-in).
+
+    Example:
+        >>> from trickbag import catalog
+        >>> t = catalog.register(catalog.Trick("my_flood", "regularizer", "Flooding at 0.1.", "Me. My Paper. 2026.",
+        ...                      "trickbag.losses:flood", "trickbag.losses:Flooding",
+        ...                      callback="trickbag.train.callbacks:Flooding", use="callback", defaults={"b": 0.1}))
+        >>> catalog.get("my_flood").defaults
+        {'b': 0.1}
+        >>> catalog.unregister("my_flood")
+    """
+    if not isinstance(trick, Trick):
+        raise ValueError(f"register takes a trickbag.catalog.Trick, got {type(trick).__name__}")
+    if not trick.name.isidentifier() or trick.name != trick.name.lower():
+        raise ValueError(f"a trick name is snake_case (it is a config key), got {trick.name!r}")
+    if trick.name in _BUILTIN:
+        raise ValueError(f"{trick.name!r} is a built-in trick; register yours under another name")
+    if trick.name in _REGISTERED and not replace:
+        raise ValueError(f"a trick named {trick.name!r} is registered already (pass replace=True to replace it)")
+    if trick.use not in _REGISTRABLE_USES:
+        raise ValueError(
+            f"trick {trick.name!r}: a registered trick enters a config as a callback, model surgery or "
+            f"augmentation (use in {_REGISTRABLE_USES}); {trick.use!r} tricks are trickbag's own registries"
+        )
+    if trick.use == "callback" and not trick.callback:
+        raise ValueError(f"trick {trick.name!r}: use='callback' needs callback='package.module:Class'")
+    _REGISTERED[trick.name] = trick
+    return trick
+
+
+def unregister(name: str) -> None:
+    """Remove a registered trick (built-ins stay)."""
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in trick and cannot be removed")
+    _REGISTERED.pop(name, None)
+
+
+def _load_plugins() -> None:
+    """Register the tricks of installed packages' ``trickbag.tricks`` entry points, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            obj = obj() if callable(obj) and not isinstance(obj, Trick) else obj
+            for trick in obj if isinstance(obj, (list, tuple)) else [obj]:
+                if trick.name not in _REGISTERED:
+                    register(trick)
+        except Exception as exc:  # a broken plugin must not break the catalog
+            warnings.warn(f"trick plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}", stacklevel=2)
+
+
+def all_tricks() -> list[Trick]:
+    """Built-in tricks, then registered ones (entry-point plugins included)."""
+    _load_plugins()
+    return [*TRICKS, *_REGISTERED.values()]
 
 
 def names() -> list[str]:
-    return sorted(_BY_NAME)
+    return sorted(t.name for t in all_tricks())
 
 
 def get(name: str) -> Trick:
     """The entry called ``name``; an unknown name raises ``ValueError`` with the closest names."""
+    if name in _BUILTIN:
+        return _BUILTIN[name]
+    _load_plugins()
     try:
-        return _BY_NAME[name]
+        return _REGISTERED[name]
     except KeyError:
-        raise unknown("trick", name, _BY_NAME) from None
+        raise unknown("trick", name, names()) from None
 
 
 def by_kind(kind: str | None = None) -> list[Trick]:
     if kind is not None and kind not in KINDS:
         raise unknown("kind", kind, KINDS)
-    return [t for t in TRICKS if kind is None or t.kind == kind]
+    return [t for t in all_tricks() if kind is None or t.kind == kind]

@@ -133,7 +133,7 @@ def _valid_keys(base: RunConfig) -> list[str]:
     for section in _NAMED:
         values = getattr(base, section) or {}
         keys += [f"{section}.{k}" for k in values]
-    keys += [f"{t.name}.<param>" for t in catalog.TRICKS if t.use == "callback" or t.use == "augment"]
+    keys += [f"{t.name}.<param>" for t in catalog.all_tricks() if t.use == "callback" or t.use == "augment"]
     return keys
 
 

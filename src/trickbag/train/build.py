@@ -296,8 +296,9 @@ def apply_tricks(cfg: RunConfig) -> tuple[RunConfig, TrickPlan]:
             _check_kwargs(entry.load_apply(), params, f"trick {entry.name}", skip=("model",))
             plan.model.append((entry, params))
         elif use == "augment":
-            op = AUGMENTATIONS[entry.name]
-            _check_kwargs(op.fn, params, f"trick {entry.name}", skip=("x", "generator", "indices", "epoch"))
+            op = AUGMENTATIONS[entry.name] if entry.name in AUGMENTATIONS else entry.load_wrapper()
+            _check_kwargs(getattr(op, "fn", op.__init__), params, f"trick {entry.name}",
+                          skip=("x", "generator", "indices", "epoch"))
             if getattr(op, "uses_indices", False):  # runs in the training loader, which knows indices
                 plan.loader_augment.append(op(**params))
             else:
@@ -341,7 +342,7 @@ def check_names(cfg: RunConfig) -> None:
         ("optimizer", cfg.optimizer["name"], list_optimizers()),
     ]
     if cfg.schedule:
-        checks.append(("schedule", cfg.schedule["name"], [t.name for t in catalog.TRICKS if t.use == "schedule"]))
+        checks.append(("schedule", cfg.schedule["name"], [t.name for t in catalog.all_tricks() if t.use == "schedule"]))
     for what, name, valid in checks:
         if what == "model" and name.partition(":")[0] in PEER_MODELS and name.partition(":")[2]:
             continue  # the library checks the architecture when the model is built
