@@ -32,7 +32,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     path = trick.card
     if not path.exists():
         print(f"{trick.name} ({trick.kind}): {trick.summary}\nPaper: {trick.paper}")
-        print(f"(the method card {path.name} ships with the source tree under docs/tricks/)")
+        print(f"(no method card at {path})")
         return 0
     print(path.read_text(encoding="utf-8"), end="")
     return 0
