@@ -462,7 +462,7 @@ TRICKS: tuple[Trick, ...] = (
     Trick("monitor", "tool", "Per-layer activation, gradient and update statistics, with diagnoses.",
           "Karpathy. CS231n: Babysitting the Learning Process. Stanford 2016; Glorot, Bengio. AISTATS 2010.",
           "trickbag.monitor:diagnose", "trickbag.monitor:Monitor", callback="trickbag.monitor:Monitor",
-          use="callback", defaults={"every_steps": 50}),
+          use="callback"),
     Trick("lr_find", "tool", "The learning-rate range test: sweep the rate up, watch the loss, pick a range.",
           "Smith. Cyclical Learning Rates for Training Neural Networks. WACV 2017.",
           "trickbag.monitor:lr_find", "trickbag.monitor:plot_lr_find"),

@@ -64,7 +64,7 @@ def test_a_network_whose_relus_are_all_dead():
         model[0].bias.fill_(-100.0)  # every pre-activation negative: the ReLU is dead for good
     mon, _ = fit(model, epochs=2)
     dead = [d for d in mon.diagnoses if d["code"] == "dead_relu"]
-    assert dead and dead[0]["where"] == "1" and "100%" in dead[0]["message"]
+    assert dead and dead[0]["where"] == "1: ReLU" and "100%" in dead[0]["message"]
     assert "loss_flat" in codes(mon)
 
 
@@ -104,12 +104,13 @@ def test_statistics_match_a_direct_computation(tmp_path):
     rec = mon.samples[0]
     names = [n for n, _ in mon.layer_info["activations"]]
     relu = torch.relu(seen["pre"])
-    i = names.index("1")
+    i = names.index("1: ReLU")
     mean, std, zero, dead, _ = rec["act"][i]
     assert mean == pytest.approx(relu.mean().item(), rel=1e-5) and std == pytest.approx(relu.std().item(), rel=1e-5)
     assert zero == pytest.approx((relu == 0).float().mean().item())
     assert dead == pytest.approx((relu == 0).all(dim=0).float().mean().item())
-    assert sum(rec["act_hist"][i]) == relu.numel()
+    assert sum(rec["act_hist"][i]) == pytest.approx(relu.numel(), rel=1e-5)
+    assert rec["act_range"][i] == pytest.approx(relu.abs().max().item() * 1.05, rel=1e-5)
     norm, gmean, gstd, rms, wnorm = rec["grad"][0]
     assert norm == pytest.approx(seen["grad"].norm().item(), rel=1e-5)
     assert rms == pytest.approx(seen["grad"].norm().item() / seen["grad"].numel() ** 0.5, rel=1e-5)
@@ -175,3 +176,51 @@ def test_lr_find_bad_arguments():
         lr_find(t, min_lr=1.0, max_lr=0.1)
     with pytest.raises(ValueError, match="steps must be an integer >= 5"):
         lr_find(t, steps=2)
+
+
+def test_default_sampling_gives_about_twenty_samples_in_any_run():
+    s = synthetic(num_train=320, num_test=64, shape=(16,), num_classes=4)
+    for steps in (12, 40, 2000):
+        mon = Monitor(flush_every=1)
+        Trainer(mlp(width=8), DeviceLoader(s.train, 32), callbacks=[mon], steps=steps, progress=False).fit()
+        assert mon.every_steps == max(1, min(50, steps // 20))
+        assert len(mon.samples) >= min(steps, 20), (steps, len(mon.samples))
+    assert Monitor(every_steps=7).every_steps == 7
+
+
+def test_layers_carry_their_module_names():
+    from trickbag.monitor import layer_label
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            self.head = nn.Linear(4, 2)
+
+    named = dict(Net().named_modules())
+    assert layer_label("encoder.0", named["encoder.0"]) == "encoder.0: Linear"
+    assert layer_label("head", named["head"]) == "head"
+    assert layer_label("layer1.0.conv1", nn.Conv2d(1, 1, 1)) == "layer1.0.conv1"
+
+
+def test_histograms_follow_the_data_as_it_grows():
+    """A layer whose outputs grow 100-fold during the run: each sample's range covers its values,
+    so nothing piles up in the edge bins as it did with a range fixed at the first sample."""
+    s = synthetic(num_train=256, num_test=64, shape=(16,), num_classes=4)
+    model = mlp(width=8)
+
+    class Grow(Callback):
+        def on_step_end(self, state):
+            if state.step == 4:
+                with torch.no_grad():
+                    model[0].weight.mul_(100.0)
+                    model[0].bias.mul_(100.0)
+
+    mon = Monitor(every_steps=1, flush_every=1)
+    Trainer(model, DeviceLoader(s.train, 32), optimizer={"name": "sgd", "lr": 1e-6}, callbacks=[Grow(), mon],
+            steps=8, progress=False).fit()
+    first, last = mon.samples[0], mon.samples[-1]
+    assert last["act_range"][0] > 50 * first["act_range"][0]
+    for rec in (first, last):
+        hist = rec["act_hist"][0]
+        assert (hist[0] + hist[-1]) / sum(hist) < 0.05  # the edges hold the extremes, not a pile-up

@@ -82,3 +82,31 @@ def test_ablation_report_loads_in_chromium(tmp_path):
     run(path, "ema:decay=0.9", seeds=2, out=tmp_path / "abl", progress=False)
     dom = open_in_chromium(tmp_path / "abl" / "report.html")
     assert "IMAGES 3 BROKEN []" in dom, dom[-500:]
+
+
+def _has_colour(png, rgb, tol=40) -> bool:
+    from matplotlib import image
+
+    px = (image.imread(png)[..., :3] * 255).reshape(-1, 3)
+    import numpy as np
+
+    return bool((np.abs(px - np.array(rgb)).max(axis=1) < tol).any())
+
+
+def test_a_single_sample_is_drawn_with_a_marker_and_the_band_is_the_thresholds(tmp_path):
+    from trickbag.monitor import THRESHOLDS
+    from trickbag.monitor.report import _series_plot
+
+    one = [{"step": 3, "update_ratio": [2e-3]}]
+    assert _series_plot(one, ["0: Linear"], lambda s, i: s["update_ratio"][i], tmp_path / "one.png", "ratio", log=True,
+                        band=(THRESHOLDS["update_low"], THRESHOLDS["update_high"]))
+    assert _has_colour(tmp_path / "one.png", (0x1F, 0x77, 0xB4))  # the point is there, in the first colour
+    # a ratio outside the band is diagnosed, one inside is not: the band is where no diagnosis is raised
+    from trickbag.monitor import diagnose
+
+    info = {"activations": [], "weights": ["w"]}
+    samples = [{"step": i, "loss": 1.0, "update_ratio": [r]} for i, r in enumerate([0.15] * 5)]
+    assert "update_too_large" in {d["code"] for d in diagnose(samples, [], info)}
+    samples = [{"step": i, "loss": 1.0, "update_ratio": [0.04]} for i in range(5)]
+    assert "update_too_large" not in {d["code"] for d in diagnose(samples, [], info)}
+    assert THRESHOLDS["update_low"] < 0.04 < THRESHOLDS["update_high"]

@@ -19,7 +19,7 @@ THRESHOLDS = {
     "dead_fraction": 0.5,  # dead ReLU units in a layer
     "vanish_ratio": 1e-3,  # gradient RMS of the first weight layer / the last
     "explode_ratio": 1e3,
-    "update_low": 1e-5,  # update-to-weight ratio, healthy around 1e-3
+    "update_low": 1e-5,  # update-to-weight ratio, healthy around 1e-3; the report's green band
     "update_high": 1e-1,
     "improve_min": 0.002,  # last-epoch improvement of the validation metric that counts
 }

@@ -14,7 +14,7 @@ from trickbag._validate import check_positive_int
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
-__all__ = ["Monitor", "RELU_LIKE", "SATURATING"]
+__all__ = ["Monitor", "RELU_LIKE", "SATURATING", "layer_label"]
 
 log = logging.getLogger("trickbag")
 
@@ -29,10 +29,11 @@ GRAD_FIELDS = ("norm", "mean", "std", "rms", "weight_norm")
 class Monitor(Callback):
     """Watch a run the way an experienced practitioner does, at almost no cost.
 
-    Every ``every_steps`` updates it records, per layer:
+    Every ``every_steps`` updates (by default often enough for about 20 samples in the run, and
+at least every 50 updates) it records, per layer:
 
     - activations (outputs of weighted layers and of activation functions): mean, standard
-      deviation, a fixed-size histogram, the fraction of zeros and of dead units (channels zero
+      deviation, a histogram over the range the values take at that sample, the fraction of zeros and of dead units (channels zero
       for every example of the batch) after ReLU-like activations, the fraction saturated
       (``|y| > 0.99`` for tanh, ``y`` outside ``[0.01, 0.99]`` for sigmoid);
     - gradients of weights: norm, mean, standard deviation, RMS and a histogram;
@@ -48,39 +49,42 @@ class Monitor(Callback):
     ``run_dir/diagnoses.json`` and the report.
     """
 
-    def __init__(self, every_steps: int = 50, *, bins: int = 48, flush_every: int = 20, max_samples: int = 2000,
+    def __init__(self, every_steps: int | None = None, *, bins: int = 48, flush_every: int = 20, max_samples: int = 2000,
                  max_layers: int = 64, diagnose: bool = True, tensorboard: bool | None = None):
-        check_positive_int("every_steps", every_steps)
+        if every_steps is not None:
+            check_positive_int("every_steps", every_steps)
         check_positive_int("bins", bins, minimum=4)
         check_positive_int("flush_every", flush_every)
         self.every_steps, self.bins, self.flush_every = every_steps, bins, flush_every
         self.max_samples, self.max_layers, self.diagnose = max_samples, max_layers, diagnose
         self.tensorboard = tensorboard
+        self.requested_every = every_steps
         self.samples: list[dict[str, Any]] = []  # on the host
         self._pending: list[dict[str, Any]] = []  # device tensors awaiting a flush
         self._hooks: list[Any] = []
-        self._ranges: dict[str, float] = {}
-        self._grad_ranges: dict[str, float] = {}
         self.diagnoses: list[dict[str, Any]] = []
         self._warned: set[tuple[str, str]] = set()
         self._writer = None
 
     # ---- setup ------------------------------------------------------------------------------
     def on_fit_start(self, state: TrainState) -> None:
+        if self.requested_every is None:  # about 20 samples in any run, at least every 50 updates
+            self.every_steps = max(1, min(50, state.total_steps // 20))
         model = state.raw_model
         acts, weights = [], []
         for name, m in model.named_modules():
             if not name or list(m.children()):
                 continue
+            label = layer_label(name, m)
             if isinstance(m, WEIGHTED):
-                acts.append((name, m, "linear"))
-                weights.append((name, m.weight))
+                acts.append((label, m, "linear"))
+                weights.append((label, m.weight))
             elif isinstance(m, RELU_LIKE):
-                acts.append((name, m, "relu"))
+                acts.append((label, m, "relu"))
             elif isinstance(m, nn.Tanh):
-                acts.append((name, m, "tanh"))
+                acts.append((label, m, "tanh"))
             elif isinstance(m, nn.Sigmoid):
-                acts.append((name, m, "sigmoid"))
+                acts.append((label, m, "sigmoid"))
         self.act_layers = acts[: self.max_layers]
         self.weight_layers = weights[: self.max_layers]
         self.layer_info = {"activations": [[n, k] for n, _, k in self.act_layers],
@@ -108,6 +112,7 @@ class Monitor(Callback):
             return
         self._acts: list[Tensor | None] = [None] * len(self.act_layers)
         self._act_hists: list[Tensor | None] = [None] * len(self.act_layers)
+        self._act_ranges: list[Tensor | None] = [None] * len(self.act_layers)
         for i, (name, module, kind) in enumerate(self.act_layers):
             self._hooks.append(module.register_forward_hook(self._make_hook(i, name, kind)))
 
@@ -116,9 +121,7 @@ class Monitor(Callback):
             if not isinstance(out, Tensor) or not out.is_floating_point():
                 return
             self._acts[i] = _activation_stats(out.detach(), kind)
-            if name not in self._ranges:  # a fixed range per layer, from its first sample
-                self._ranges[name] = float(max(out.detach().abs().max().item(), 1e-6)) * 1.5
-            self._act_hists[i] = _histogram(out.detach(), self._ranges[name], self.bins)
+            self._act_hists[i], self._act_ranges[i] = _histogram(out.detach(), self.bins)
         return hook
 
     def on_after_forward(self, state: TrainState) -> None:
@@ -144,14 +147,10 @@ class Monitor(Callback):
                 # built once: a host-to-device copy from pageable memory would wait for the GPU queue
                 self._sqrt_numel = torch.tensor([g.numel() for g in grads], dtype=torch.float32).sqrt().to(norms.device)
             self._grad = torch.stack([norms, std_means[:, 1], std_means[:, 0], norms / self._sqrt_numel, wnorms], dim=1)
-            hists = []
-            for (name, _), g in zip(self.weight_layers, grads):
-                if name not in self._grad_ranges:
-                    self._grad_ranges[name] = float(max(g.abs().max().item(), 1e-12)) * 1.5
-                hists.append(_histogram(g.detach(), self._grad_ranges[name], self.bins))
-            self._grad_hists = torch.stack(hists)
+            hists, ranges = zip(*(_histogram(g.detach(), self.bins) for g in grads))
+            self._grad_hists, self._grad_ranges = torch.stack(hists), torch.stack(ranges)
         else:
-            self._grad = self._grad_hists = None
+            self._grad = self._grad_hists = self._grad_ranges = None
         self._before = torch._foreach_mul([w.detach() for w in weights], 1.0) if weights else []
 
     def on_step_end(self, state: TrainState) -> None:
@@ -165,10 +164,12 @@ class Monitor(Callback):
             ratio = None
         acts = [a if a is not None else torch.full((len(ACT_FIELDS),), float("nan"), device=state.device) for a in self._acts]
         hists = [h if h is not None else torch.zeros(self.bins, device=state.device) for h in self._act_hists]
+        ranges = [r if r is not None else torch.zeros((), device=state.device) for r in self._act_ranges]
         self._pending.append({
             "step": state.step, "epoch": state.epoch + 1, "lr": state.lr, "loss": state.loss.detach().float(),
             "act": torch.stack(acts) if acts else None, "act_hist": torch.stack(hists) if hists else None,
-            "grad": self._grad, "grad_hist": self._grad_hists, "update_ratio": ratio,
+            "act_range": torch.stack(ranges) if ranges else None,
+            "grad": self._grad, "grad_hist": self._grad_hists, "grad_range": self._grad_ranges, "update_ratio": ratio,
         })
         del self._acts, self._before
         if len(self._pending) >= self.flush_every:
@@ -186,7 +187,7 @@ class Monitor(Callback):
         for p in self._pending:
             rec: dict[str, Any] = {"kind": "sample", "step": p["step"], "epoch": p["epoch"], "lr": p["lr"],
                                    "loss": float(p["loss"])}
-            for key in ("act", "act_hist", "grad", "grad_hist", "update_ratio"):
+            for key in ("act", "act_hist", "act_range", "grad", "grad_hist", "grad_range", "update_ratio"):
                 t = p[key]
                 rec[key] = [] if t is None else t.cpu().tolist()
             records.append(rec)
@@ -209,15 +210,15 @@ class Monitor(Callback):
         for rec in records:
             step = rec["step"]
             w.add_scalar("monitor/loss", rec["loss"], step)
-            for (name, _), row, hist in zip(self.layer_info["activations"], rec["act"], rec["act_hist"]):
+            for (name, _), row, hist, r in zip(self.layer_info["activations"], rec["act"], rec["act_hist"], rec["act_range"]):
                 w.add_scalar(f"activation_mean/{name}", row[0], step)
                 w.add_scalar(f"activation_std/{name}", row[1], step)
-                r = self._ranges.get(name, 1.0)
                 _hist(w, f"activation/{name}", np.asarray(hist), r, step)
-            for name, row, hist, ratio in zip(self.layer_info["weights"], rec["grad"], rec["grad_hist"], rec["update_ratio"]):
+            for name, row, hist, r, ratio in zip(self.layer_info["weights"], rec["grad"], rec["grad_hist"],
+                                                 rec["grad_range"], rec["update_ratio"]):
                 w.add_scalar(f"gradient_norm/{name}", row[0], step)
                 w.add_scalar(f"update_ratio/{name}", ratio, step)
-                _hist(w, f"gradient/{name}", np.asarray(hist), self._grad_ranges.get(name, 1.0), step)
+                _hist(w, f"gradient/{name}", np.asarray(hist), r, step)
         w.flush()
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -253,24 +254,33 @@ class Monitor(Callback):
             (state.run_dir / "diagnoses.json").write_text(json.dumps(self.diagnoses, indent=1))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ranges": dict(self._ranges), "grad_ranges": dict(self._grad_ranges)}
+        return {"every_steps": self.every_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._ranges, self._grad_ranges = dict(state["ranges"]), dict(state["grad_ranges"])
+        self.every_steps = int(state.get("every_steps", self.every_steps or 50))
 
 
 HIST_SAMPLE = 1 << 16  # histograms look at an evenly strided sample of at most this many values
 
 
-def _histogram(t: Tensor, r: float, bins: int) -> Tensor:
-    """A fixed-range histogram of ``t`` (clipped to ``[-r, r]``) from a strided sample: counts
-    are rescaled to the full size. Whole-tensor histograms of large activations are slow on
+def _histogram(t: Tensor, bins: int) -> tuple[Tensor, Tensor]:
+    """A histogram of ``t`` over the range its values take now, ``[-r, r]`` with ``r`` just above
+    ``max |t|`` (a device tensor: no host synchronisation), from an evenly strided sample whose
+    counts are rescaled to the full size. Whole-tensor histograms of large activations are slow on
     GPUs (every element contends for a few bins' atomics) and tell no more."""
     flat = t.reshape(-1)
     n = flat.numel()
     step = max(1, n // HIST_SAMPLE)
-    sample = flat[::step].float().clamp(-r, r)
-    return torch.histc(sample, bins=bins, min=-r, max=r) * (n / sample.numel())
+    sample = flat[::step].float()
+    r = (sample.abs().amax() * 1.05).clamp_min(1e-12)
+    return torch.histc(sample / r, bins=bins, min=-1.0, max=1.0) * (n / sample.numel()), r
+
+
+def layer_label(name: str, module: nn.Module) -> str:
+    """A layer's name for reports: its module path, with the class added where the path is only
+    Sequential indices (``"3: Conv2d"``; torchvision's ``"layer1.0.conv1"`` stays as it is)."""
+    last = name.rsplit(".", 1)[-1]
+    return f"{name}: {type(module).__name__}" if last.isdigit() else name
 
 
 def _activation_stats(y: Tensor, kind: str) -> Tensor:

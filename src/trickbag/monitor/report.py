@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from trickbag.monitor.diagnoses import THRESHOLDS
 from trickbag.report import Page
 from trickbag.report.plots import COLORS, pyplot
 
@@ -32,13 +33,28 @@ def _num(v) -> float:
         return math.nan
 
 
+def _plain_log_ticks(ax, axis: str = "y") -> None:
+    """Plain numbers (0.3, 2, 1e-05 only where needed) on a log axis, not 3x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(fmt)
+    target.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
+
+
+def _marker(n: int) -> dict[str, Any]:
+    """Lines of one or two points are invisible without markers."""
+    return {"marker": "o", "markersize": 4} if n <= 3 else {}
+
+
 def _loss_plot(steps, epochs, out: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110)
     for ax, scale in zip(axes, ("linear", "log")):
         if steps:
             ax.plot([s["step"] for s in steps], [_num(s["loss"]) for s in steps], color="#aec7e8", linewidth=0.8,
-                    label="training loss (sampled steps)")
+                    label="training loss (sampled steps)", **_marker(len(steps)))
         if epochs:
             ax.plot([e["step"] for e in epochs], [_num(e.get("train_loss")) for e in epochs], "o-", color="#1f77b4",
                     label="training loss (epoch mean)")
@@ -46,6 +62,8 @@ def _loss_plot(steps, epochs, out: Path) -> None:
                 ax.plot([e["step"] for e in epochs], [_num(e.get("val_loss")) for e in epochs], "s-", color="#d62728",
                         label="validation loss")
         ax.set_yscale(scale)
+        if scale == "log":
+            _plain_log_ticks(ax)
         ax.set_xlabel("step")
         ax.set_ylabel(f"loss ({scale} scale)")
         ax.grid(alpha=0.3, which="both")
@@ -59,7 +77,7 @@ def _lr_metrics_plot(steps, epochs, out: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), dpi=110)
     if steps:
-        axes[0].plot([s["step"] for s in steps], [s["lr"] for s in steps], color="#9467bd")
+        axes[0].plot([s["step"] for s in steps], [s["lr"] for s in steps], color="#9467bd", **_marker(len(steps)))
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("learning rate")
     axes[0].grid(alpha=0.3)
@@ -79,32 +97,46 @@ def _lr_metrics_plot(steps, epochs, out: Path) -> None:
     plt.close(fig)
 
 
-def _distributions(samples, names, key: str, ranges_key: str, out: Path, title: str) -> bool:
-    """One panel per layer: its histogram over time as an image (time left to right)."""
+def _distributions(samples, names, key: str, range_key: str, out: Path, title: str) -> bool:
+    """One panel per layer: its histogram over time as an image (time left to right). Each
+    sample's histogram covers the range its values had then; the panel puts them all on one
+    value axis, ``[-R, R]`` with ``R`` the largest range the layer reached, so the axis is in the
+    layer's own units."""
     import numpy as np
 
     hists = [s.get(key) or [] for s in samples]
     if not hists or not names or not hists[-1]:
         return False
+    bins = len(hists[-1][0])
     plt = pyplot()
     n = min(len(names), 12)
     pick = np.linspace(0, len(names) - 1, n).round().astype(int) if len(names) > n else range(len(names))
     cols = 3
     rows = math.ceil(len(pick) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.3 * rows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), dpi=100, squeeze=False, layout="constrained")
     steps = [s["step"] for s in samples]
+    unit = (np.arange(bins) + 0.5) * 2 / bins - 1  # bin centres on [-1, 1]
     for ax, idx in zip(axes.flat, pick):
-        mat = np.array([h[idx] if idx < len(h) else [0] * len(hists[-1][0]) for h in hists], dtype=float).T
+        ranges = [(s.get(range_key) or [1.0] * (idx + 1))[idx] if idx < len(s.get(range_key) or []) else 1.0
+                  for s in samples]
+        top = max([r for r in ranges if r and math.isfinite(r)] or [1.0])
+        edges = np.linspace(-top, top, bins + 1)
+        mat = np.zeros((bins, len(hists)))
+        for t, (h, r) in enumerate(zip(hists, ranges)):
+            if idx < len(h):
+                mat[:, t], _ = np.histogram(unit * (r or 1.0), bins=edges, weights=np.asarray(h[idx], dtype=float))
         mat = mat / np.maximum(mat.sum(axis=0, keepdims=True), 1)
-        ax.imshow(np.log10(mat + 1e-4), aspect="auto", origin="lower", cmap="viridis",
-                  extent=[steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, -1, 1])
+        last = steps[-1] if len(steps) > 1 else steps[0] + 1
+        image = ax.imshow(np.log10(mat + 1e-4), aspect="auto", origin="lower", cmap="viridis",
+                          extent=[steps[0], last, -top, top], vmin=-4, vmax=0)
         ax.set_title(str(names[idx]), fontsize=8)
-        ax.set_yticks([-1, 0, 1], ["-r", "0", "+r"], fontsize=7)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel("value", fontsize=7)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(pick):]:
         ax.axis("off")
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.6, label="log10 share of values", pad=0.01)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
     return True
@@ -122,12 +154,13 @@ def _series_plot(samples, names, getter, out: Path, ylabel: str, log: bool, band
         if all(v is None or not math.isfinite(v) for v in vals):
             continue
         ax.plot(steps, [v if v is not None else math.nan for v in vals], color=COLORS[i % len(COLORS)],
-                linewidth=1.0, label=str(name))
+                linewidth=1.0, label=str(name), **_marker(len(steps)))
         drawn = True
     if band:
         ax.axhspan(*band, color="#2ca02c", alpha=0.08)
     if log:
         ax.set_yscale("log")
+        _plain_log_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
@@ -206,18 +239,20 @@ def render_run(run_dir: str | Path) -> dict[str, Any]:
     _lr_metrics_plot(steps, epochs, run_dir / "lr_metrics.png")
     page.image("lr_metrics.png", "Learning rate per step; validation metrics per epoch")
     if samples:
-        acts = [f"{n} ({k})" for n, k in layer_info.get("activations", [])]
+        acts = [n if ":" in n or k in n.lower() else f"{n} ({k})" for n, k in layer_info.get("activations", [])]
         weights = layer_info.get("weights", [])
         page.heading("Per-layer statistics")
-        if _distributions(samples, acts, "act_hist", "ranges", run_dir / "activations.png",
-                          "activation distributions over time (log density; range fixed per layer at its first sample)"):
+        if _distributions(samples, acts, "act_hist", "act_range", run_dir / "activations.png",
+                          "activation distributions over time (share of values, log scale)"):
             page.image("activations.png", "Activation distributions per layer over time")
-        if _distributions(samples, weights, "grad_hist", "grad_ranges", run_dir / "gradients.png",
-                          "gradient distributions over time (log density)"):
+        if _distributions(samples, weights, "grad_hist", "grad_range", run_dir / "gradients.png",
+                          "gradient distributions over time (share of values, log scale)"):
             page.image("gradients.png", "Gradient distributions per weight over time")
+        low, high = THRESHOLDS["update_low"], THRESHOLDS["update_high"]
         if _series_plot(samples, weights, lambda s, i: (s.get("update_ratio") or [None] * (i + 1))[i] if i < len(s.get("update_ratio") or []) else None,
-                        run_dir / "update_ratio.png", "update / weight ratio", log=True, band=(1e-4, 1e-2)):
-            page.image("update_ratio.png", "Update-to-weight ratio per layer (green band: 1e-4 to 1e-2, healthy around 1e-3)")
+                        run_dir / "update_ratio.png", "update / weight ratio", log=True, band=(low, high)):
+            page.image("update_ratio.png", f"Update-to-weight ratio per layer (green band: {low:g} to {high:g}, where no "
+                                           "diagnosis is raised; the classic rule of thumb aims near 1e-3)")
         relu = [(i, n) for i, (n, k) in enumerate(layer_info.get("activations", [])) if k == "relu"]
         if relu and _series_plot(samples, [n for _, n in relu],
                                  lambda s, j: s["act"][relu[j][0]][3] if s.get("act") and relu[j][0] < len(s["act"]) else None,
