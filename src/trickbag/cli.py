@@ -115,13 +115,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from trickbag.report.page import fmt
     from trickbag.search import run
 
     summary = run(args.config, args.space, trials=args.trials, stages=args.stages, sampler=args.sampler,
                   metric=args.metric, workers=args.workers, storage=args.storage, out=args.out,
                   overrides=args.overrides, study_name=args.study, progress=not args.quiet)
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best"].items())
-    print(f"best: {best}  ({summary['metric']} {summary['best_value']:.4f})")
+    print(f"best: {best}  ({summary['metric']} {fmt(summary['best_value'])})")
     for w in summary.get("warnings", []):
         print(f"warning: {w}")
     print(f"best config: {summary['out']}/best.yaml   report: {summary['report'][1]}")

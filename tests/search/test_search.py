@@ -220,3 +220,27 @@ def test_shipped_fashion_mnist_config_end_to_end(tmp_path, capsys):
         assert (tmp_path / "out" / f"param_{key}.png").exists()
     best = load_config(tmp_path / "out" / "best.yaml")
     assert {t.name for t in best.tricks} == {"mixup", "cutout"}
+
+
+def test_numbers_keep_their_digits_and_warnings_their_ends():
+    from trickbag.report.page import fmt
+
+    assert fmt(3.59e-05) == "3.59e-05" and fmt(0.91234) == "0.9123" and fmt(0.0) == "0"
+    warning = noise_warning([0.91, 0.909], [0.90, 0.92, 0.91], "val_acc")
+    assert warning.endswith("would separate them.")
+
+
+def test_the_best_trial_comes_from_every_stage_that_trained_the_full_budget(tmp_path):
+    """With coarse trials as long as fine ones, a coarse trial can be the best; the summary and
+    the report agree on it."""
+    cfg = dict(REGRESSION, search={**REGRESSION["search"], "trials": 6, "fine_trials": 3, "noise_seeds": 0,
+                                   "coarse_epochs": 3, "fine_epochs": 3})
+    summary = run(write(tmp_path, cfg), {"lr": "loguniform(1e-3, 2)"}, out=tmp_path / "out", progress=False)
+    every = [(s, t.value) for s in ("coarse", "fine") for t in stage_trials(tmp_path / "out", s)
+             if t.state.name == "COMPLETE" and t.value is not None]
+    assert summary["best_value"] == min(v for _, v in every)
+    html = (tmp_path / "out" / "report.md").read_text()
+    best_stage = next(s for s, v in every if v == summary["best_value"])
+    assert f"of the {best_stage} stage" in html
+    top = html[html.index("## Top trials"):html.index("## Metric against")]
+    assert "| coarse |" in top and "| fine |" in top  # both stages compete in the table

@@ -27,13 +27,23 @@ pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: .85em; }
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """Numbers with ``digits`` significant decimals, everything else as text."""
+    """Numbers with ``digits`` decimals where that shows them (0.9123), else with three
+    significant digits (3.59e-05, 1.2e+05, never 0.0000); everything else as text.
+
+    Example:
+        >>> fmt(0.91234), fmt(3.59e-05), fmt(0.0), fmt(123456.0), fmt(-0.00042)
+        ('0.9123', '3.59e-05', '0', '1.23e+05', '-0.00042')
+    """
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
     if isinstance(value, float):
         if value != value:
             return "nan"
-        return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.3g}"
+        if value == 0:
+            return "0"
+        if abs(value) < 10 ** -(digits - 1) or abs(value) >= 1e4:
+            return f"{value:.3g}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 

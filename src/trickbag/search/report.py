@@ -12,6 +12,7 @@ import yaml
 
 from trickbag import _study
 from trickbag.report import Page
+from trickbag.report.page import fmt
 from trickbag.report.plots import pyplot
 from trickbag.search.runner import border_warnings, noise_warning
 from trickbag.search.space import Param
@@ -40,8 +41,12 @@ def render(out: str | Path) -> dict[str, Any]:
     done = {s: [t for t in ts if t.state.name in ("COMPLETE", "PRUNED")] for s, ts in stages.items()}
     selectable = [t for s in ("fine", "coarse") for t in done[s] if t.state.name == "COMPLETE" and t.value is not None]
     last = "fine" if done["fine"] else "coarse"
-    ranked = sorted([t for t in done[last] if t.state.name == "COMPLETE" and t.value is not None],
-                    key=lambda t: -t.value if maximize else t.value)
+    # every stage that trained the full budget competes for the best (coarse too when as long)
+    full = [last] + (["coarse"] if last == "fine" and opts["coarse_epochs"] >= opts["fine_epochs"] else [])
+    ranked = sorted([(s, t) for s in full for t in done[s] if t.state.name == "COMPLETE" and t.value is not None],
+                    key=lambda st: -st[1].value if maximize else st[1].value)
+    stage_of = {id(t): s for s, t in ranked}
+    ranked = [t for _, t in ranked]
     page = Page(f"Search: {metric} of {meta['base']['model']['name']} on {meta['base']['data']['name']}")
     page.paragraph(f"{opts['sampler']} sampling, stages {', '.join(opts['stages'])}; {len(done['coarse'])} coarse trials "
                    f"({opts['coarse_epochs']:g} epoch(s) each), {len(done['fine'])} fine trials ({opts['fine_epochs']:g} "
@@ -65,13 +70,13 @@ def render(out: str | Path) -> dict[str, Any]:
         page.table(["parameter", "value", "coarse range", "fine range"],
                    [[p.key, best.user_attrs["values"].get(p.key), p.describe(),
                      next((f.describe() for f in fine_space if f.key == p.key), "")] for p in params])
-        line = f"{metric} {best.value:.4f} (trial {best.number} of the {last} stage)."
+        line = f"{metric} {fmt(best.value)} (trial {best.number} of the {stage_of[id(best)]} stage)."
         if final_vals:
-            line += (f" Retrained with {len(final_vals)} seeds: {metric} {statistics.fmean(final_vals):.4f}"
-                     f" (sd {statistics.stdev(final_vals) if len(final_vals) > 1 else 0.0:.4f}).")
+            line += (f" Retrained with {len(final_vals)} seeds: {metric} {fmt(statistics.fmean(final_vals))}"
+                     f" (sd {fmt(statistics.stdev(final_vals) if len(final_vals) > 1 else 0.0)}).")
         if test:
             line += (f" Test split, reported once for this configuration: {metric.replace('val_', 'test_')} "
-                     f"{statistics.fmean(test):.4f} over {len(test)} seeds.")
+                     f"{fmt(statistics.fmean(test))} over {len(test)} seeds.")
         page.paragraph(line)
         page.paragraph("best.yaml holds this configuration; `trickbag train --config best.yaml` runs it as it is.")
     page.heading("Warnings")
@@ -84,7 +89,7 @@ def render(out: str | Path) -> dict[str, Any]:
     rows = []
     for t in ranked[:10]:
         v = t.user_attrs.get("values", {})
-        rows.append([last, t.number, t.value] + [v.get(p.key) for p in params])
+        rows.append([stage_of[id(t)], t.number, t.value] + [v.get(p.key) for p in params])
     page.table(["stage", "trial", metric] + [p.key for p in params], rows)
     pruned = sum(t.state.name == "PRUNED" for s in ("coarse", "fine") for t in done[s])
     failed = [t for s in ("coarse", "fine") for t in stages[s] if t.state.name == "FAIL" and "discarded" not in t.user_attrs]

@@ -16,6 +16,7 @@ import numpy as np
 from trickbag import _study
 from trickbag._provenance import provenance
 from trickbag._validate import check_choice, check_positive_int, unknown
+from trickbag.report.page import fmt
 from trickbag.search.space import Param, apply_params, load_space
 from trickbag.search.trial import run_search_trial
 from trickbag.train.config import RunConfig, load_config
@@ -131,9 +132,9 @@ def noise_warning(top: Sequence[float], seed_values: Sequence[float], metric: st
     spread = max(top) - min(top)
     if spread > 2 * sd:
         return None
-    return (f"the top {len(top)} trials' {metric} spans {spread:.4f}, within seed noise (the best configuration "
-            f"varies by sd {sd:.4f} over {len(seed_values)} seeds): the search cannot tell them apart; more seeds "
-            "per trial or a larger validation set would")
+    return (f"the top {len(top)} trials' {metric} spans {fmt(spread)}, within seed noise (the best configuration "
+            f"varies by sd {fmt(sd)} over {len(seed_values)} seeds): the search cannot tell them apart; more seeds "
+            "per trial or a larger validation set would separate them.")
 
 
 class _Search:
@@ -231,7 +232,7 @@ class _Search:
             self.log(f"  {stage} trial {trial.number}: {shown}: FAILED ({result['failure'].strip().splitlines()[-1][:160]})")
         else:
             planned.finish(trial, result["value"], attrs)
-            self.log(f"  {stage} trial {trial.number}: {shown}: {self.opts['metric']} {result['value']:.4f}")
+            self.log(f"  {stage} trial {trial.number}: {shown}: {self.opts['metric']} {fmt(result['value'])}")
 
 
 def _options(base: RunConfig, **given: Any) -> dict[str, Any]:
@@ -328,7 +329,10 @@ def run(
         (out / "search.json").write_text(json.dumps(meta, indent=1, default=str))
         final_stage = s.run_stage("fine", fine_params, opts["fine_trials"], opts["fine_epochs"], offset=1)
         final_params = fine_params
-    complete = [t for t in final_stage.completed() if t.state.name == "COMPLETE" and t.value is not None]
+    # Every stage that trained the full budget competes (the coarse stage too when its trials
+    # were as long as the fine stage's); shorter trials are not comparable.
+    full = [st for st in (coarse, final_stage) if st is final_stage or opts["coarse_epochs"] >= opts["fine_epochs"]]
+    complete = [t for st in dict.fromkeys(full) for t in st.completed() if t.state.name == "COMPLETE" and t.value is not None]
     if not complete:
         raise ValueError(f"no trial of the {final_stage.name} study completed; see its failures in {out}")
     best = max(complete, key=lambda t: t.value if s.maximize else -t.value)
