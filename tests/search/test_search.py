@@ -244,3 +244,19 @@ def test_the_best_trial_comes_from_every_stage_that_trained_the_full_budget(tmp_
     assert f"of the {best_stage} stage" in html
     top = html[html.index("## Top trials"):html.index("## Metric against")]
     assert "| coarse |" in top and "| fine |" in top  # both stages compete in the table
+
+
+def test_search_report_loads_in_chromium(tmp_path):
+    from monitor.test_report import chromium, open_in_chromium
+
+    if chromium() is None:
+        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
+    cfg = dict(REGRESSION, search={**REGRESSION["search"], "trials": 5, "stages": "coarse", "noise_seeds": 2})
+    run(write(tmp_path, cfg), {"lr": "loguniform(1e-3, 2)", "weight_decay": "loguniform(1e-6, 1e-2)"},
+        out=tmp_path / "out", progress=False)
+    html = (tmp_path / "out" / "report.html").read_text()
+    images = html.count("<img ")
+    assert images >= 2
+    dom = open_in_chromium(tmp_path / "out" / "report.html")
+    assert f"IMAGES {images} BROKEN []" in dom, dom[-500:]
+    assert (tmp_path / "out" / "report_screenshot.png").stat().st_size > 10_000

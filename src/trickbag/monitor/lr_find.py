@@ -141,7 +141,7 @@ def lr_find(
 
 def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     """Draw loss against learning rate (log axis) with the suggestions marked."""
-    from trickbag.report.plots import pyplot
+    from trickbag.report.plots import plain_log_ticks, pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
@@ -154,6 +154,7 @@ def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     lo, hi = result.cyclic_bounds
     ax.axvspan(lo, hi, color="#9467bd", alpha=0.12, label=f"cyclic bounds {lo:.2g} to {hi:.2g}")
     ax.set_xscale("log")
+    plain_log_ticks(ax, "x")
     top = max(result.smoothed[: max(1, n // 2)] + [min(result.smoothed) * 2])
     ax.set_ylim(min(result.smoothed) * 0.9, top * 1.1)
     ax.set_xlabel("learning rate")

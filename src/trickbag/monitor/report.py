@@ -11,7 +11,7 @@ import yaml
 
 from trickbag.monitor.diagnoses import THRESHOLDS
 from trickbag.report import Page
-from trickbag.report.plots import COLORS, pyplot
+from trickbag.report.plots import COLORS, plain_log_ticks, pyplot
 
 __all__ = ["render_run"]
 
@@ -31,16 +31,6 @@ def _num(v) -> float:
         return float(v)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _plain_log_ticks(ax, axis: str = "y") -> None:
-    """Plain numbers (0.3, 2, 1e-05 only where needed) on a log axis, not 3x10^-1."""
-    from matplotlib.ticker import FuncFormatter
-
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
 
 
 def _marker(n: int) -> dict[str, Any]:
@@ -63,7 +53,7 @@ def _loss_plot(steps, epochs, out: Path) -> None:
                         label="validation loss")
         ax.set_yscale(scale)
         if scale == "log":
-            _plain_log_ticks(ax)
+            plain_log_ticks(ax)
         ax.set_xlabel("step")
         ax.set_ylabel(f"loss ({scale} scale)")
         ax.grid(alpha=0.3, which="both")
@@ -160,7 +150,7 @@ def _series_plot(samples, names, getter, out: Path, ylabel: str, log: bool, band
         ax.axhspan(*band, color="#2ca02c", alpha=0.08)
     if log:
         ax.set_yscale("log")
-        _plain_log_ticks(ax)
+        plain_log_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trickbag._optional import require
 
-__all__ = ["pyplot", "COLORS"]
+__all__ = ["pyplot", "COLORS", "plain_log_ticks"]
 
 # matplotlib's tab10, then the light half of tab20: 20 colours no two of which look alike.
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -19,3 +19,12 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """Plain numbers on a log axis (0.3, 2, 1e-05 where needed) instead of 3x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))

@@ -13,7 +13,7 @@ import yaml
 from trickbag import _study
 from trickbag.report import Page
 from trickbag.report.page import fmt
-from trickbag.report.plots import pyplot
+from trickbag.report.plots import plain_log_ticks, pyplot
 from trickbag.search.runner import border_warnings, noise_warning
 from trickbag.search.space import Param
 
@@ -142,9 +142,11 @@ def _param_plot(p: Param, done, metric: str, best, path: Path) -> bool:
         return False
     if p.log:
         ax.set_xscale("log")
+        plain_log_ticks(ax, "x")
     ys = [t.value for s in ("coarse", "fine") for t in done[s] if t.value is not None and math.isfinite(t.value)]
     if ys and min(ys) > 0 and max(ys) / min(ys) > 100:  # diverged trials would flatten the rest
         ax.set_yscale("log")
+        plain_log_ticks(ax, "y")
     if p.kind != "choice":
         ax.axvspan(p.low, p.low * (p.high / p.low) ** 0.1 if p.log else p.low + 0.1 * (p.high - p.low), color="#ff7f0e", alpha=0.08)
         ax.axvspan(p.high / (p.high / p.low) ** 0.1 if p.log else p.high - 0.1 * (p.high - p.low), p.high, color="#ff7f0e", alpha=0.08)
