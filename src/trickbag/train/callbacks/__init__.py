@@ -12,6 +12,7 @@ from trickbag.train.callbacks.gradients import GradientCentralization, GradientC
 from trickbag.train.callbacks.logging import MetricsLogger, ProgressBar
 from trickbag.train.callbacks.losses import Flooding, LabelSmoothing, WeightPenalty
 from trickbag.train.callbacks.schedule import LRSchedule
+from trickbag.train.callbacks.tracking import MLflowLogger, WandbLogger
 
 __all__ = [
     "TOUCHES",
@@ -29,6 +30,7 @@ __all__ = [
     "GradientNoise",
     "LRSchedule",
     "LabelSmoothing",
+    "MLflowLogger",
     "MetricsLogger",
     "Mixup",
     "MixupCutMix",
@@ -38,6 +40,7 @@ __all__ = [
     "SWA",
     "SnapshotEnsemble",
     "TestTimeAugmentation",
+    "WandbLogger",
     "WeightPenalty",
     "check_compatible",
 ]

@@ -1,0 +1,99 @@
+"""Experiment tracking, offline: MLflow's file store and W&B's offline mode, read back."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from trickbag.data import DeviceLoader
+from trickbag.train import Trainer
+from trickbag.train import callbacks as C
+
+from .helpers import data, mlp
+
+
+def _fit(logger, run_dir, epochs=2):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    splits = data(n=128)
+    t = Trainer(mlp(), DeviceLoader(splits.train, 32, seed=0), val_data=DeviceLoader(splits.test, 64, shuffle=False),
+                optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05), callbacks=[logger], epochs=epochs,
+                progress=False, run_dir=run_dir)
+    t.fit()
+    (run_dir / "results.json").write_text(json.dumps({"final": t.state.metrics["val_acc"]}))
+    logger.finish([run_dir / "results.json", run_dir / "missing.pt"])
+    return t
+
+
+def test_mlflow_local_store_gets_config_metrics_and_artefacts(tmp_path):
+    """A local SQLite store, MLflow's recommended replacement for the file store (which MLflow 3
+    refuses unless told to)."""
+    pytest.importorskip("mlflow", reason="mlflow is not installed (extra: mlflow)")
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = C.MLflowLogger(tracking_uri=uri, experiment="demo-study", run_name="arm-a", tags={"arm": "a"},
+                            every_steps=2, config={"optimizer": {"name": "sgd", "lr": 0.05}, "tricks": ["mixup"]})
+    t = _fit(logger, tmp_path / "run")
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(logger.run_id)
+    assert run.data.params["optimizer.lr"] == "0.05" and run.data.params["tricks"] == "['mixup']"
+    assert run.data.tags["arm"] == "a" and run.info.status == "FINISHED" and run.info.run_name == "arm-a"
+    history = client.get_metric_history(logger.run_id, "val_acc")
+    assert [m.step for m in history] == [4, 8]  # one value per epoch, at its step
+    assert history[-1].value == pytest.approx(t.state.history[-1]["val_acc"])
+    assert len(client.get_metric_history(logger.run_id, "train_loss_step")) == 4  # every 2 of 8 steps
+    assert [a.path for a in client.list_artifacts(logger.run_id)] == ["results.json"]  # missing files are skipped
+
+
+def test_wandb_offline_run_records_config_history_and_summary(tmp_path, monkeypatch):
+    """W&B's offline mode writes the run to a local .wandb record log (synced later with
+    `wandb sync`): the run's summary, and the records in that file, hold what was logged."""
+    pytest.importorskip("wandb", reason="wandb is not installed (extra: wandb)")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = C.WandbLogger(project="trickbag-test", mode="offline", dir=tmp_path / "wb", group="demo-study",
+                           run_name="arm-a", every_steps=2, config={"optimizer": {"lr": 0.05}})
+    seen = {}
+
+    class Peek(C.Callback):  # the run's summary before finish() closes it
+        def on_fit_end(self, state):
+            seen.update(dict(logger.run.summary), config=dict(logger.run.config))
+
+    splits = data(n=128)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    t = Trainer(mlp(), DeviceLoader(splits.train, 32, seed=0), val_data=DeviceLoader(splits.test, 64, shuffle=False),
+                optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.05), callbacks=[logger, Peek()], epochs=2,
+                progress=False, run_dir=run_dir)
+    t.fit()
+    logger.finish([])
+    assert seen["val_acc"] == pytest.approx(t.state.history[-1]["val_acc"])
+    assert seen["final_val_acc"] == pytest.approx(t.state.metrics["val_acc"])
+    assert seen["config"] == {"optimizer": {"lr": 0.05}}
+    (log,) = (tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb")
+    keys = (b"val_acc", b"train_loss_step", b"final_val_acc", b"demo-study", b"arm-a")
+    for _ in range(300):  # W&B's service process may still be flushing the file when finish() returns
+        raw = log.read_bytes()
+        if all(k in raw for k in keys):
+            break
+        time.sleep(0.1)
+    for key in keys:
+        assert key in raw, key
+
+
+def test_a_missing_extra_names_it(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_mlflow(name, *args, **kwargs):
+        if name.split(".")[0] == "mlflow":
+            raise ImportError("no mlflow here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    monkeypatch.delitem(__import__("sys").modules, "mlflow", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'trickbag\[mlflow\]'"):
+        C.MLflowLogger()
