@@ -4,38 +4,43 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from trickbag._atomic import save_torch
+
 __all__ = ["save_atomic", "load_checkpoint", "rng_state", "set_rng_state"]
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync it, rename it over ``path``
-    and fsync the folder: a crash at any moment leaves either the old file or the new one,
-    never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    and fsync the folder: a crash or a full disk at any moment leaves either the old file or
+    the new one, never a torn one (and no temporary file, unless the process was killed: the
+    next run removes those)."""
+    return save_torch(obj, path)
+
+
+def kill_point(kind: str) -> None:
+    """A test hook: with ``TRICKBAG_KILL_AFTER=<kind>:<n>`` in the environment, the process
+    kills itself (SIGKILL) right after the ``n``-th ``kind`` event (``checkpoint``: a
+    checkpoint written), so tests can stop a run at an exact point and resume it."""
+    spec = os.environ.get("TRICKBAG_KILL_AFTER")
+    if not spec:
+        return
+    want, _, n = spec.partition(":")
+    if want != kind:
+        return
+    _KILL_COUNTS[kind] = _KILL_COUNTS.get(kind, 0) + 1
+    if str(_KILL_COUNTS[kind]) == n.strip():
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_KILL_COUNTS: dict[str, int] = {}
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
