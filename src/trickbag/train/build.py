@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ import torch
 from torch import nn
 
 from trickbag import catalog
+from trickbag._atomic import save_torch, write_json
 from trickbag._validate import unknown
 from trickbag.train.config import RunConfig, TrickSpec
 from trickbag.train.distributed import world
@@ -362,19 +361,84 @@ class Run:
     run_dir: Path | None
 
     def fit(self) -> dict[str, Any]:
-        start = time.perf_counter()
+        """Train (or continue a resumed run), evaluate the test split once, and write
+        ``model.pt`` and ``results.json`` atomically. ``wall_time`` sums the time spent
+        training over every resume.
+
+        A run that diverged (``state.diverged``) never writes non-finite weights: ``model.pt``
+        gets the last finite ones (the current weights when the guard stopped before they
+        were spoiled, else the last checkpoint's), or is not written; ``results["kept"]`` says
+        which, and ``results["diverged"]`` is true.
+        """
         history = self.trainer.fit()
-        wall = time.perf_counter() - start
         state = self.trainer.state
-        results: dict[str, Any] = {"history": history, "wall_time": wall, "stopped": state.stop_reason or None}
+        results: dict[str, Any] = {"history": history, "wall_time": self.trainer.fit_time,
+                                   "stopped": state.stop_reason or None}
         final = dict(state.metrics)
         results["final"] = final
         if self.test_data is not None and not state.diverged:
             results["test"] = self.trainer.evaluate(self.test_data, prefix="test")
-        if self.run_dir is not None and state.is_main:
-            torch.save(state.raw_model.state_dict(), self.run_dir / "model.pt")
-            (self.run_dir / "results.json").write_text(json.dumps(_plain(results), indent=1))
+        main = self.run_dir is not None and state.is_main
+        if state.diverged:
+            results["diverged"] = True
+            results["kept"] = self._keep_finite_weights(write=main)
+        elif main:
+            save_torch(state.raw_model.state_dict(), self.run_dir / "model.pt")
+        if main:
+            write_json(self.run_dir / "results.json", _plain(results))
         return results
+
+    def _keep_finite_weights(self, *, write: bool) -> str:
+        """After a divergence: write the last finite weights as model.pt; say which they are."""
+        from trickbag.train.checkpoint import load_checkpoint
+
+        state = self.trainer.state
+        current = state.raw_model.state_dict()
+        if _finite(current):
+            if write:
+                save_torch(current, self.run_dir / "model.pt")
+            where = "model.pt holds" if write else "the model keeps"
+            return (f"{where} the weights after step {state.step}, the last finite ones "
+                    "(the update that diverged was skipped)")
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        if last is not None and last.exists():
+            ckpt = load_checkpoint(last)
+            if _finite(ckpt["model"]):
+                if write:
+                    save_torch(ckpt["model"], self.run_dir / "model.pt")
+                return (f"the weights at step {state.step} are not finite; model.pt holds the last finite ones, "
+                        f"from the checkpoint of step {ckpt['counters']['step']} (checkpoints/last.pt)")
+        return (f"the weights at step {state.step} are not finite and no checkpoint holds finite ones: "
+                "no weights were kept (no model.pt)")
+
+    def metric_names(self) -> list[str]:
+        """The names of the metrics this run reports at the end of an epoch (what an ablation
+        or a search may compare), without training: the loop's own, the validation metrics
+        the data allows, and those the callbacks add."""
+        names = {"epoch", "step", "lr", "train_loss", "epoch_time", "samples_per_sec"}
+        if self.trainer.track_train_acc:
+            names.add("train_acc")
+        val_names: set[str] = set()
+        val = getattr(self.splits, "val", None)
+        if self.trainer.val_data is not None and val is not None:
+            val_names.add("val_loss")
+            targets = val.targets
+            if targets.dim() == 1 and not targets.is_floating_point():
+                val_names.add("val_acc")
+                if self.splits.num_classes > 5:
+                    val_names.add("val_top5")
+            val_names |= {f"val_{k}" for k in self.trainer.extra_metrics}
+        names |= val_names
+        for cb in self.trainer.callbacks:
+            extra = getattr(cb, "reported_metrics", None)
+            if callable(extra):
+                names |= set(extra(sorted(val_names)))
+        return sorted(names)
+
+
+def _finite(state_dict: dict[str, Any]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
+               if isinstance(t, torch.Tensor) and t.is_floating_point())
 
 
 def _plain(obj: Any) -> Any:

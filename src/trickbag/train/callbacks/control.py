@@ -22,7 +22,8 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs;
     with ``restore_best`` the model ends with the weights of its best epoch. ``mode`` (``"min"``
     or ``"max"``) is inferred from the metric's name when not given
-    (:func:`~trickbag.loop.metric_mode`)."""
+    (:func:`~trickbag.loop.metric_mode`). A run resumed from a checkpoint written after the stop
+    stays stopped."""
 
     touches = frozenset({"weights"})
 
@@ -36,6 +37,18 @@ class EarlyStopping(Callback):
         self.best_epoch = -1
         self.wait = 0
         self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _reason(self) -> str:
+        return (f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
+                f"(best {self.best:.4g} at epoch {self.best_epoch})")
+
+    def reported_metrics(self, val_metrics: list[str]) -> list[str]:
+        """With ``restore_best``, the epoch whose weights the model ends with."""
+        return ["best_epoch"] if self.restore_best else []
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if self.wait >= self.patience:  # resumed from a checkpoint written when it stopped
+            state.stop(self._reason())
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.monitor not in state.metrics:
@@ -51,8 +64,7 @@ class EarlyStopping(Callback):
         else:
             self.wait += 1
             if self.wait >= self.patience:
-                state.stop(f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
-                           f"(best {self.best:.4g} at epoch {self.best_epoch})")
+                state.stop(self._reason())
 
     def on_fit_end(self, state: TrainState) -> None:
         if self.restore_best and self.best_state is not None:
