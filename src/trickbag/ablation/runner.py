@@ -200,7 +200,7 @@ def run(
     base = load_config(config, list(overrides))
     section = base.ablation or {}
     spec = spec_from_config(base, tricks=tricks, seeds=seeds, mode=mode, metric=metric)
-    workers = workers or section.get("workers", 1)
+    workers = workers if workers is not None else section.get("workers", 1)  # 0 is an error, not "default"
     check_positive_int("workers", workers)
     _check_arms_build(spec)
     out.mkdir(parents=True, exist_ok=True)

@@ -240,7 +240,8 @@ def _options(base: RunConfig, **given: Any) -> dict[str, Any]:
         if key not in SEARCH_KEYS:
             raise unknown("key in search", key, SEARCH_KEYS)
     opts = {k: (given[k] if given.get(k) is not None else section.get(k)) for k in SEARCH_KEYS}
-    opts["trials"] = opts["trials"] or 20
+    opts["trials"] = opts["trials"] if opts["trials"] is not None else 20
+    check_positive_int("trials", opts["trials"])
     opts["stages"] = opts["stages"] or ["coarse", "fine"]
     if isinstance(opts["stages"], str):
         opts["stages"] = [s.strip() for s in opts["stages"].split(",") if s.strip()]
@@ -254,11 +255,11 @@ def _options(base: RunConfig, **given: Any) -> dict[str, Any]:
     opts["direction"] = opts["direction"] or ("minimize" if "loss" in opts["metric"] or "error" in opts["metric"] else "maximize")
     opts["coarse_epochs"] = float(opts["coarse_epochs"] if opts["coarse_epochs"] is not None else 1.0)
     opts["fine_epochs"] = float(opts["fine_epochs"] or base.train.epochs or 1)
-    opts["fine_trials"] = opts["fine_trials"] or max(3, opts["trials"] // 2)
+    opts["fine_trials"] = opts["fine_trials"] if opts["fine_trials"] is not None else max(3, opts["trials"] // 2)
     opts["top_fraction"] = float(opts["top_fraction"] or 0.25)
     opts["noise_seeds"] = 3 if opts["noise_seeds"] is None else int(opts["noise_seeds"])
     opts["seed"] = int(opts["seed"] or 0)
-    check_positive_int("trials", opts["trials"])
+    check_positive_int("fine_trials", opts["fine_trials"])
     return opts
 
 
@@ -300,7 +301,7 @@ def run(
     if space is None:
         raise ValueError("give a search space: --space SPACE.yaml or search.space in the config")
     params, advice = load_space(space, base)
-    workers = opts["workers"] or 1
+    workers = opts["workers"] if opts["workers"] is not None else 1  # 0 is an error, not "default"
     check_positive_int("workers", workers)
     _check_builds(base, params)
     out.mkdir(parents=True, exist_ok=True)

@@ -228,6 +228,46 @@ def build_schedule(spec: dict[str, Any] | None, steps_per_epoch: int, total_step
     return fn(**kwargs)
 
 
+def check_optimizer(spec: dict[str, Any], model: nn.Module) -> None:
+    """Build the optimizer once on ``model`` (on the CPU, then thrown away) so that a bad
+    value (``optimizer.lr=fast``, ``optimizer.momentum=-1``) fails before anything is written
+    or trained, naming the key."""
+    from trickbag.optim import create_optimizer
+    from trickbag.optim.factory import _OPTIMIZERS
+
+    spec = dict(spec)
+    name = spec.get("name")
+    cls = _OPTIMIZERS.get(str(name).lower())
+    if cls is not None:
+        params = inspect.signature(cls.__init__).parameters
+        for key, value in spec.items():
+            default = params[key].default if key in params else None
+            if key in ("lr", "weight_decay") or (isinstance(default, (int, float)) and not isinstance(default, bool)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"optimizer.{key} must be a number, got {value!r}")
+            elif isinstance(default, bool) and not isinstance(value, bool) and key != "fused":
+                raise ValueError(f"optimizer.{key} must be true or false, got {value!r}")
+            elif isinstance(default, tuple) and not (isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+                raise ValueError(f"optimizer.{key} must be a list of {len(default)} numbers, got {value!r}")
+    spec.pop("fused", None)  # fused kernels need CUDA parameters: checked when the run starts
+    spec.pop("name", None)
+    lookahead = spec.pop("lookahead", None)
+    try:
+        opt = create_optimizer(model, name, **spec)
+        if lookahead:
+            from trickbag.optim import Lookahead
+
+            if not isinstance(lookahead, dict):
+                raise ValueError(f"optimizer.lookahead must be a mapping of Lookahead's arguments, got {lookahead!r}")
+            _check_kwargs(Lookahead, lookahead, "optimizer.lookahead", skip=("optimizer",))
+            Lookahead(opt, **lookahead)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"optimizer {name}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"optimizer {name}: {exc}") from None
+
+
 def optimizer_factory(spec: dict[str, Any]) -> Callable[[nn.Module], torch.optim.Optimizer]:
     from trickbag.optim import Lookahead, create_optimizer
 
@@ -458,6 +498,7 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
     from trickbag.data import DeviceLoader, TorchLoader
     from trickbag.train import callbacks as C
 
+    cfg.validate()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     cfg, plan = apply_tricks(cfg)
@@ -485,11 +526,20 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
              for k in ("val", "test") if getattr(splits, k) is not None}
 
     seed_everything(seed)  # initial weights depend on the seed alone (paired across ablation arms)
-    model = build_model(cfg, splits)
+    try:
+        model = build_model(cfg, splits)
+    except TypeError as exc:  # a value of the wrong type reached the constructor
+        raise ValueError(f"model {cfg.model['name']}: {exc}") from None
     for entry, params in plan.model:
         out = entry.load_apply()(model, **params)
         model = out if isinstance(out, nn.Module) else model  # some return a count, not the model
-    criterion = build_loss(cfg)
+    try:
+        criterion = build_loss(cfg)
+    except TypeError as exc:
+        raise ValueError(f"loss {cfg.loss['name']}: {exc}") from None
+    rng = torch.get_rng_state()
+    check_optimizer(cfg.optimizer, model)
+    torch.set_rng_state(rng)
     spe = len(train) // cfg.train.grad_accum_steps
     total = cfg.train.steps if cfg.train.epochs is None else cfg.train.epochs * spe
     if cfg.train.steps is not None:
