@@ -67,6 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if rank == 0:
         _print_results(results)
     shutdown()  # only on success: after an exception torchrun stops the other ranks
+    if results.get("diverged"):
+        if rank == 0:
+            print(f"trickbag train: error: the run diverged; {results['kept']}", file=sys.stderr)
+        return 1
     return 0
 
 

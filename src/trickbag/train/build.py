@@ -405,10 +405,11 @@ class Run:
         ``model.pt`` and ``results.json`` atomically. ``wall_time`` sums the time spent
         training over every resume.
 
-        A run that diverged (``state.diverged``) never writes non-finite weights: ``model.pt``
-        gets the last finite ones (the current weights when the guard stopped before they
-        were spoiled, else the last checkpoint's), or is not written; ``results["kept"]`` says
-        which, and ``results["diverged"]`` is true.
+        A run that diverged (the NaN guard stopped it, or its weights or buffers are not
+        finite at the end) never writes non-finite weights: ``model.pt`` gets the last finite
+        ones (the current weights when the guard stopped before they were spoiled, else the
+        last checkpoint's), or is not written; ``results["diverged"]`` is true and
+        ``results["kept"]`` says which weights were kept.
         """
         history = self.trainer.fit()
         state = self.trainer.state
@@ -416,6 +417,12 @@ class Run:
                                    "stopped": state.stop_reason or None}
         final = dict(state.metrics)
         results["final"] = final
+        if not state.diverged:
+            bad = _nonfinite(state.raw_model.state_dict())
+            if bad:
+                state.diverged = True
+                results["stopped"] = (f"the weights are not finite at the end of the run ({', '.join(bad[:3])}"
+                                      f"{', ...' if len(bad) > 3 else ''}); lower the learning rate or clip gradients")
         if self.test_data is not None and not state.diverged:
             results["test"] = self.trainer.evaluate(self.test_data, prefix="test")
         main = self.run_dir is not None and state.is_main
@@ -446,10 +453,10 @@ class Run:
             if _finite(ckpt["model"]):
                 if write:
                     save_torch(ckpt["model"], self.run_dir / "model.pt")
-                return (f"the weights at step {state.step} are not finite; model.pt holds the last finite ones, "
-                        f"from the checkpoint of step {ckpt['counters']['step']} (checkpoints/last.pt)")
-        return (f"the weights at step {state.step} are not finite and no checkpoint holds finite ones: "
-                "no weights were kept (no model.pt)")
+                return (f"the weights (or buffers) after step {state.step} are not finite; model.pt holds the last "
+                        f"finite ones, from the checkpoint of step {ckpt['counters']['step']} (checkpoints/last.pt)")
+        return (f"the weights (or buffers) after step {state.step} are not finite and no checkpoint holds finite "
+                "ones: no weights were kept (no model.pt)")
 
     def metric_names(self) -> list[str]:
         """The names of the metrics this run reports at the end of an epoch (what an ablation
@@ -476,9 +483,14 @@ class Run:
         return sorted(names)
 
 
+def _nonfinite(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors (weights and buffers) with a NaN or an infinity."""
+    return [k for k, t in state_dict.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def _finite(state_dict: dict[str, Any]) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
-               if isinstance(t, torch.Tensor) and t.is_floating_point())
+    return not _nonfinite(state_dict)
 
 
 def _plain(obj: Any) -> Any:

@@ -47,8 +47,10 @@ class Checkpoint(Callback):
     def _healthy(self, state: TrainState) -> bool:
         if state.diverged:
             return False
-        params = [p.detach() for p in state.raw_model.parameters()]
-        if params and not torch.isfinite(torch.stack(torch._foreach_norm(params))).all():
+        # weights and buffers (BatchNorm statistics), by their max-norm: a 2-norm overflows on
+        # large but finite values
+        tensors = [t.detach() for t in state.raw_model.state_dict().values() if t.is_floating_point()]
+        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all():
             log.warning("checkpoint skipped at step %d: a weight is not finite", state.step)
             return False
         return True
