@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from trickbag import _study
+from trickbag._atomic import remove_orphans, write_json, write_text
 from trickbag._provenance import provenance
 from trickbag._validate import check_choice, check_positive_int, unknown
 from trickbag.search.space import Param, apply_params, load_space
@@ -303,16 +304,19 @@ def run(
     params, advice = load_space(space, base)
     workers = opts["workers"] if opts["workers"] is not None else 1  # 0 is an error, not "default"
     check_positive_int("workers", workers)
-    _check_builds(base, params)
+    _check_builds(base, params, opts["metric"])
+    url = _study.user_storage_url(storage, out)
+    if _study.sqlite_path(url) is None:
+        _study.open_storage(url)  # a server is reached before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    url = _study.storage_url(storage, out)
+    remove_orphans(out)
     ident = hashlib.sha256(json.dumps([base.to_dict(), [p.to_dict() for p in params],
                                        {k: v for k, v in opts.items() if k != "workers"}], sort_keys=True,
                                       default=str).encode()).hexdigest()[:10]
     name = study_name or f"search-{ident}"
-    meta = {"storage": url, "study": name, "base": base.to_dict(), "space": [p.to_dict() for p in params],
-            "options": opts, "advice": advice, "provenance": provenance()}
-    (out / "search.json").write_text(json.dumps(meta, indent=1, default=str))
+    meta = {"storage": _study.portable_url(url, out), "study": name, "base": base.to_dict(),
+            "space": [p.to_dict() for p in params], "options": opts, "advice": advice, "provenance": provenance()}
+    write_json(out / "search.json", meta, default=str)
     s = _Search(base, params, opts, out, url, name, workers, grace, progress)
     for a in advice:
         s.log(f"advice: {a}")
@@ -326,7 +330,7 @@ def run(
             raise ValueError(f"the coarse stage has {len(scored)} completed trials; the fine stage needs 3")
         fine_params = narrow(params, scored, maximize=s.maximize, top_fraction=opts["top_fraction"])
         meta["fine_space"] = [p.to_dict() for p in fine_params]
-        (out / "search.json").write_text(json.dumps(meta, indent=1, default=str))
+        write_json(out / "search.json", meta, default=str)
         final_stage = s.run_stage("fine", fine_params, opts["fine_trials"], opts["fine_epochs"], offset=1)
         final_params = fine_params
     complete = [t for t in final_stage.completed() if t.state.name == "COMPLETE" and t.value is not None]
@@ -340,8 +344,8 @@ def run(
     best_dict.pop("ablation", None)
     import yaml
 
-    (out / "best.yaml").write_text("# The best configuration of the search (selected on the validation split).\n"
-                                   + yaml.safe_dump(best_dict, sort_keys=False))
+    write_text(out / "best.yaml", "# The best configuration of the search (selected on the validation split).\n"
+               + yaml.safe_dump(best_dict, sort_keys=False))
     summary: dict[str, Any] = {"out": str(out), "study": name, "best": best_values, "best_value": best.value,
                                "metric": opts["metric"]}
     if opts["noise_seeds"] > 0:
@@ -357,9 +361,10 @@ def run(
     return summary
 
 
-def _check_builds(base: RunConfig, params: list[Param]) -> None:
+def _check_builds(base: RunConfig, params: list[Param], metric: str = "val_acc") -> None:
     """Build the run of one point of the space (the middle of every range, the first choice of
-    every list) so unknown parameters fail before the first trial."""
+    every list) so unknown parameters, and a metric the run does not report, fail before the
+    first trial."""
     from trickbag.ablation.trial import _splits
     from trickbag.train.build import build_run
 
@@ -373,8 +378,11 @@ def _check_builds(base: RunConfig, params: list[Param]) -> None:
     cfg = apply_params(base, point, params)
     cfg.train.device = "cpu"
     try:
-        build_run(cfg, splits=_splits(cfg))
+        built = build_run(cfg, splits=_splits(cfg))
     except ValueError as exc:
         raise ValueError(f"a configuration of this space does not build: {exc}") from None
+    names = built.metric_names()
+    if metric not in names:
+        raise unknown("metric", metric, names)
 
 
