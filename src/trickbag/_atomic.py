@@ -40,6 +40,27 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def kill_point(kind: str) -> None:
+    """A test hook: with ``TRICKBAG_KILL_AFTER=<kind>:<n>`` in the environment the process
+    kills itself (SIGKILL) at the ``n``-th event of that kind: ``checkpoint``, right after a
+    checkpoint is written; ``write``, in the middle of an atomic write (the temporary file
+    written, not yet renamed). Tests stop runs there and resume them."""
+    spec = os.environ.get("TRICKBAG_KILL_AFTER")
+    if not spec:
+        return
+    want, _, n = spec.partition(":")
+    if want != kind:
+        return
+    _KILL_COUNTS[kind] = _KILL_COUNTS.get(kind, 0) + 1
+    if str(_KILL_COUNTS[kind]) == n.strip():
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_KILL_COUNTS: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds, fsync the file and
@@ -49,12 +70,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.{os.getpid()}@{_HOST}.tmp"
     try:
         yield tmp
+        kill_point("write")
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file that was not written
         raise
     _fsync_dir(path.parent)
 
@@ -78,14 +102,39 @@ def write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=1, **kwargs))
 
 
+class _Recorder:
+    """A file's ``write`` that remembers the first ``OSError`` (torch's writer turns it into a
+    RuntimeError about positions, losing the errno: a full disk must still say so)."""
+
+    def __init__(self, f: Any):
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_torch(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically (a failed write raises the ``OSError``, e.g.
+    ``ENOSPC``)."""
     import torch
 
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            recorder = _Recorder(f)
+            try:
+                torch.save(obj, recorder)
+            except RuntimeError:
+                if recorder.error is not None:
+                    raise recorder.error from None
+                raise
     return path
 
 

@@ -33,23 +33,34 @@ def write_config(folder: Path, train: dict[str, Any] | None = None, name: str = 
     return path
 
 
-def _child(argv: list[str], kill: str | None) -> None:
+def _child(argv: list[str], kill: str | None, err: str | None, file_size_limit: int | None) -> None:
     if kill:
         os.environ["TRICKBAG_KILL_AFTER"] = kill
     import sys
 
     from trickbag.cli import main
 
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process ends here
+    if file_size_limit is not None:  # writes past it fail with EFBIG, as on a full disk with ENOSPC
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the process ends here
+    sys.stderr = open(err, "w") if err else sys.stdout  # noqa: SIM115
     code = main(argv)
+    sys.stderr.flush()
     os._exit(code)
 
 
-def forked_cli(argv: list[str], kill: str | None = None, timeout: float = 300) -> int:
+def forked_cli(argv: list[str], kill: str | None = None, timeout: float = 300, *, err: Path | None = None,
+               file_size_limit: int | None = None) -> int:
     """Run ``trickbag argv`` in a forked process (fast: torch is already imported); with
-    ``kill="checkpoint:N"`` it kills itself with SIGKILL right after its N-th checkpoint.
-    Returns the exit code (``-SIGKILL`` when killed)."""
-    proc = multiprocessing.get_context("fork").Process(target=_child, args=(argv, kill))
+    ``kill="checkpoint:N"`` it kills itself with SIGKILL right after its N-th checkpoint
+    (``"write:N"``: in the middle of its N-th atomic write). ``err`` receives its stderr;
+    ``file_size_limit`` caps the size of any file it writes (RLIMIT_FSIZE). Returns the exit
+    code (``-SIGKILL`` when killed)."""
+    proc = multiprocessing.get_context("fork").Process(
+        target=_child, args=(argv, kill, str(err) if err else None, file_size_limit))
     proc.start()
     proc.join(timeout)
     if proc.exitcode is None:

@@ -250,7 +250,9 @@ class Monitor(Callback):
         if state.history:
             state.history[-1]["diagnoses"] = list(state.metrics["diagnoses"])
         if state.run_dir is not None and state.is_main:
-            (state.run_dir / "diagnoses.json").write_text(json.dumps(self.diagnoses, indent=1))
+            from trickbag._atomic import write_json
+
+            write_json(state.run_dir / "diagnoses.json", self.diagnoses)
 
     def state_dict(self) -> dict[str, Any]:
         return {"ranges": dict(self._ranges), "grad_ranges": dict(self._grad_ranges)}

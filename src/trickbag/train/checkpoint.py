@@ -23,26 +23,6 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return save_torch(obj, path)
 
 
-def kill_point(kind: str) -> None:
-    """A test hook: with ``TRICKBAG_KILL_AFTER=<kind>:<n>`` in the environment, the process
-    kills itself (SIGKILL) right after the ``n``-th ``kind`` event (``checkpoint``: a
-    checkpoint written), so tests can stop a run at an exact point and resume it."""
-    spec = os.environ.get("TRICKBAG_KILL_AFTER")
-    if not spec:
-        return
-    want, _, n = spec.partition(":")
-    if want != kind:
-        return
-    _KILL_COUNTS[kind] = _KILL_COUNTS.get(kind, 0) + 1
-    if str(_KILL_COUNTS[kind]) == n.strip():
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_KILL_COUNTS: dict[str, int] = {}
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, so a
     checkpoint can never run code."""

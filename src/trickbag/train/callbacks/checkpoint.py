@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
+from trickbag._atomic import write_json
 from trickbag.loop import metric_mode
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
@@ -78,8 +78,8 @@ class Checkpoint(Callback):
             for _, _, name in self.best[self.keep_best:]:
                 (self._dir(state) / name).unlink(missing_ok=True)
             self.best = self.best[: self.keep_best]
-            (self._dir(state) / "best.json").write_text(json.dumps(
-                [{"file": n, "epoch": e, self.monitor: sign * v} for v, e, n in self.best], indent=1))
+            write_json(self._dir(state) / "best.json",
+                       [{"file": n, "epoch": e, self.monitor: sign * v} for v, e, n in self.best])
 
     def state_dict(self) -> dict:
         return {"best": [list(b) for b in self.best]}
