@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trickbag._atomic import kill_point
 from trickbag._validate import check_choice, check_positive_int
 from trickbag.train.callbacks.base import Callback, check_compatible
-from trickbag._atomic import kill_point
 from trickbag.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from trickbag.train.distributed import all_reduce_sum, broadcast_buffers, init_distributed, world
 from trickbag.train.events import Event
