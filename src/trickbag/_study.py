@@ -7,12 +7,21 @@ trials carry a heartbeat; a trial whose worker died (same host and the process i
 no heartbeat for ``grace`` seconds) is failed and its slot queued again by exactly one
 worker (the one whose RUNNING -> FAIL transition succeeded). A finished slot is never run
 again: a claimed trial whose slot already completed is discarded.
+
+Atomicity: Optuna's transitions read the trial's state and then write it. On PostgreSQL the
+read is ``SELECT ... FOR UPDATE``; SQLite ignores that (and Python's sqlite3 starts the
+transaction only at the write), so two processes could both see WAITING and both claim the
+trial. Every read-then-write of this module (claiming, recovering, topping up the queue,
+creating the schema) therefore runs under :func:`study_lock`: an exclusive ``flock`` on a
+file beside the SQLite database (SQLite storage is for one machine), or a PostgreSQL
+advisory lock held for the transaction.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -32,33 +41,166 @@ log = logging.getLogger("trickbag")
 HOST = socket.gethostname()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for other URLs and in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
 def storage_url(url: str | None, out_dir: Path) -> str:
-    """SQLite in the output folder by default; ``postgresql://`` uses psycopg 3 when installed."""
+    """The URL to open: SQLite in the output folder by default; a relative SQLite path (as
+    ``ablation.json`` and ``search.json`` store it) is relative to ``out_dir``, so a moved or
+    copied folder uses its own database; ``postgresql://`` uses psycopg 3 when installed."""
     if url is None:
-        return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+        return f"sqlite:///{(Path(out_dir) / 'study.db').resolve()}"
+    path = sqlite_path(url)
+    if path is not None and not path.is_absolute():
+        return f"sqlite:///{(Path(out_dir) / path).resolve()}"
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         require("psycopg", "postgres", "PostgreSQL storage")
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
+def user_storage_url(url: str | None, out_dir: Path) -> str:
+    """The URL to open for a ``--storage`` given on the command line: a relative SQLite path
+    there is relative to the current directory, as a user expects."""
+    path = sqlite_path(url) if url is not None else None
+    if path is not None and not path.is_absolute():
+        url = f"sqlite:///{path.resolve()}"
+    return storage_url(url, out_dir)
+
+
+def portable_url(url: str, out_dir: Path) -> str:
+    """How to record ``url`` in the output folder: an SQLite file inside ``out_dir`` becomes a
+    path relative to it (``sqlite:///study.db``); other URLs are kept as they are."""
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            return f"sqlite:///{path.resolve().relative_to(Path(out_dir).resolve()).as_posix()}"
+        except ValueError:
+            pass
+    return url
+
+
+def existing_storage(stored: str, folder: Path) -> str:
+    """The URL of the storage an output folder recorded, for reading (reports): relative SQLite
+    paths resolve against ``folder``, and an SQLite file that does not exist is an error, never
+    a new empty database. An absolute path recorded by an older trickbag is replaced by the
+    folder's own database of the same name when the folder has one (a moved or copied folder)."""
+    url = storage_url(stored, folder)
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    own = Path(folder) / path.name
+    if sqlite_path(stored) is not None and sqlite_path(stored).is_absolute() and own.exists() \
+            and path.resolve() != own.resolve():
+        path, url = own.resolve(), f"sqlite:///{own.resolve()}"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder}: its study database {path} does not exist (moved or deleted?); "
+                                "nothing to report")
+    return url
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own first line (psycopg, sqlite3) rather than SQLAlchemy's wrapping."""
+    inner = getattr(exc, "orig", None) or exc.__cause__ or exc
+    text = str(inner).strip() or type(inner).__name__
+    return text.splitlines()[0].strip()
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only folder: nobody can write the database there either
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _lock_file(url: str) -> Path | None:
+    path = sqlite_path(url)
+    return path.parent / f".{path.name}.lock" if path is not None else None
+
+
+@contextlib.contextmanager
+def study_lock(storage, key: str = "") -> Iterator[None]:
+    """Exclusive access for a read-then-write on ``storage``: a ``flock`` beside an SQLite
+    file (every process of this machine, every thread), a transaction-scoped advisory lock on
+    PostgreSQL (every machine); nothing for other back ends."""
+    url = str(storage.engine.url) if hasattr(storage, "engine") else str(storage)
+    lock_file = _lock_file(url)
+    if lock_file is not None:
+        with _flock(lock_file):
+            yield
+    elif url.startswith("postgresql"):
+        number = int.from_bytes(hashlib.sha256(f"trickbag:{key}".encode()).digest()[:8], "big", signed=True)
+        with storage.engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({number})")
+            yield
+    else:
+        yield
+
+
+_RACE_MESSAGES = ("already exists", "duplicate key", "UNIQUE constraint failed", "database is locked")
+
+
 def open_storage(url: str):
+    """Open (creating if needed) Optuna's RDB storage at ``url``. Failures (an unreachable
+    server, a corrupt or foreign SQLite file, a schema of another Optuna version) become one
+    ``ValueError`` sentence naming the storage."""
     optuna = require("optuna", "search", "trial storage")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trickbag prints its own progress
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # several processes may write one file
+        path = sqlite_path(url)
+        if path is not None and not path.parent.is_dir():
+            raise FileNotFoundError(f"the folder of the SQLite storage {path} does not exist")
     else:
         kwargs = {"pool_pre_ping": True}
-    # Workers started together on a fresh database race to create Optuna's schema; the loser
-    # sees "already exists". Try again after a short random wait: the schema is then there.
+    # Workers started together on a fresh database race to create Optuna's schema (the loser
+    # saw "UNIQUE constraint failed: alembic_version.version_num" on SQLite): on SQLite the
+    # creation runs under the file lock; elsewhere the loser tries again after a short wait.
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            lock_file = _lock_file(url)
+            with _flock(lock_file) if lock_file is not None else contextlib.nullcontext():
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except ImportError:
+            raise
         except Exception as exc:
-            if attempt == 5 or "already exists" not in str(exc) and "duplicate key" not in str(exc):
-                raise
-            time.sleep(random.uniform(0.2, 1.0))
+            if attempt < 5 and any(m in str(exc) for m in _RACE_MESSAGES):
+                time.sleep(random.uniform(0.2, 1.0))
+                continue
+            reason = _reason(exc)
+            hint = ""
+            if "file is not a database" in reason or "malformed" in reason:
+                hint = " (a corrupt or foreign file: move it away, or use another --out or --storage)"
+            elif "connect" in reason.lower() or "refused" in reason.lower() or "resolve" in reason.lower():
+                hint = " (is the server running and the URL right?)"
+            raise ValueError(f"cannot open the trial storage {redacted(url)}: {reason}{hint}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -85,8 +227,19 @@ class PlannedStudy:
         self.worker = f"{HOST}:{os.getpid()}"
 
     # ---- creation -------------------------------------------------------------------------
-    def open(self):
+    def open(self, *, create: bool = True):
+        """Create the study and queue its slots, or join it (queueing slots that lost their
+        trial). With ``create=False`` (reports) a missing study is an error and nothing is
+        queued."""
         optuna = self.optuna
+        if not create:
+            try:
+                self.study = optuna.load_study(storage=self.storage, study_name=self.name)
+            except KeyError:
+                raise ValueError(f"the storage {redacted(str(self.storage.engine.url))} holds no study "
+                                 f"{self.name!r}; nothing to report") from None
+            self.study_id = self.storage.get_study_id_from_name(self.name)
+            return self.study
         try:
             self.study = optuna.create_study(storage=self.storage, study_name=self.name, direction=self.direction)
             created = True
@@ -95,10 +248,11 @@ class PlannedStudy:
             created = False
         self.study_id = self.storage.get_study_id_from_name(self.name)
         if created:
-            self.study.set_user_attr("plan_id", self.plan_id)
-            for slot in self.slots:
-                self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
-            self.study.set_user_attr("planned", len(self.slots))
+            with study_lock(self.storage, self.name):  # joiners top up only once the plan is queued
+                self.study.set_user_attr("plan_id", self.plan_id)
+                for slot in self.slots:
+                    self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
+                self.study.set_user_attr("planned", len(self.slots))
         else:
             deadline = time.time() + 60
             while "planned" not in self.study.user_attrs and time.time() < deadline:
@@ -117,10 +271,11 @@ class PlannedStudy:
         """Queue slots that have no waiting, running or finished trial (a creator that died
         while enqueuing, or trials failed by a crash)."""
         S = self.optuna.trial.TrialState
-        present = {t.user_attrs.get("slot") for t in self._trials((S.WAITING, S.RUNNING, S.COMPLETE, S.PRUNED))}
-        for slot in self.slots:
-            if slot["slot"] not in present:
-                self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
+        with study_lock(self.storage, self.name):  # two joiners must not both queue a missing slot
+            present = {t.user_attrs.get("slot") for t in self._trials((S.WAITING, S.RUNNING, S.COMPLETE, S.PRUNED))}
+            for slot in self.slots:
+                if slot["slot"] not in present:
+                    self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
 
     # ---- progress --------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -150,8 +305,9 @@ class PlannedStudy:
         for t in self._trials((S.WAITING,)):
             tid = self._tid(t.number)
             try:
-                if not self.storage.set_trial_state_values(tid, state=S.RUNNING):
-                    continue
+                with study_lock(self.storage, self.name):  # read WAITING and write RUNNING as one step
+                    if not self.storage.set_trial_state_values(tid, state=S.RUNNING):
+                        continue
             except self.optuna.exceptions.UpdateFinishedTrialError:
                 continue
             slot = t.user_attrs.get("slot")
@@ -167,24 +323,35 @@ class PlannedStudy:
     def beat(self, tid: int) -> None:
         self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
 
-    def finish(self, trial, value: float, attrs: dict[str, Any], *, pruned: bool = False) -> None:
+    def finish(self, trial, value: float, attrs: dict[str, Any], *, pruned: bool = False) -> bool:
+        """Record a claimed trial's result; False (and a warning) when another worker had
+        already failed it as lost (its slot was queued again and runs there)."""
         tid = self._tid(trial.number)
-        for k, v in attrs.items():
-            self.storage.set_trial_user_attr(tid, k, v)
         S = self.optuna.trial.TrialState
-        if pruned:
-            values = [float(value)] if value is not None and value == value else None
-            self.storage.set_trial_state_values(tid, state=S.PRUNED, values=values)
-        elif value is None or value != value:
-            self.storage.set_trial_user_attr(tid, "failure", attrs.get("failure", "the metric is not finite"))
-            self.storage.set_trial_state_values(tid, state=S.FAIL)
-        else:
-            self.storage.set_trial_state_values(tid, state=S.COMPLETE, values=[float(value)])
+        try:
+            for k, v in attrs.items():
+                self.storage.set_trial_user_attr(tid, k, v)
+            if pruned:
+                values = [float(value)] if value is not None and value == value else None
+                self.storage.set_trial_state_values(tid, state=S.PRUNED, values=values)
+            elif value is None or value != value:
+                self.storage.set_trial_user_attr(tid, "failure", attrs.get("failure", "the metric is not finite"))
+                self.storage.set_trial_state_values(tid, state=S.FAIL)
+            else:
+                self.storage.set_trial_state_values(tid, state=S.COMPLETE, values=[float(value)])
+        except self.optuna.exceptions.UpdateFinishedTrialError:
+            log.warning("trial %d was failed as lost by another worker before it finished here; its result is "
+                        "dropped (the slot was queued again)", trial.number)
+            return False
+        return True
 
     def fail(self, trial, reason: str) -> None:
         tid = self._tid(trial.number)
-        self.storage.set_trial_user_attr(tid, "failure", reason[-2000:])
-        self.storage.set_trial_state_values(tid, state=self.optuna.trial.TrialState.FAIL)
+        try:
+            self.storage.set_trial_user_attr(tid, "failure", reason[-2000:])
+            self.storage.set_trial_state_values(tid, state=self.optuna.trial.TrialState.FAIL)
+        except self.optuna.exceptions.UpdateFinishedTrialError:
+            pass  # already finished (or failed by another worker)
 
     def recover(self) -> int:
         """Fail the running trials of dead workers and queue their slots again; returns how many."""
@@ -201,13 +368,14 @@ class PlannedStudy:
                 continue
             tid = self._tid(t.number)
             try:  # the reason first (finished trials take no attributes), then the atomic transition
-                self.storage.set_trial_user_attr(tid, "failure", f"worker {worker} stopped (killed or lost)")
-                if not self.storage.set_trial_state_values(tid, state=S.FAIL):
-                    continue
+                with study_lock(self.storage, self.name):  # one recoverer queues the slot again
+                    self.storage.set_trial_user_attr(tid, "failure", f"worker {worker} stopped (killed or lost)")
+                    if not self.storage.set_trial_state_values(tid, state=S.FAIL):
+                        continue
+                    slot = {k: v for k, v in t.user_attrs.items() if k not in ("worker", "heartbeat", "failure")}
+                    self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
             except self.optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker recovered it (or it finished after all)
-            slot = {k: v for k, v in t.user_attrs.items() if k not in ("worker", "heartbeat", "failure")}
-            self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
             recovered += 1
         return recovered
 

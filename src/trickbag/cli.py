@@ -67,6 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if rank == 0:
         _print_results(results)
     shutdown()  # only on success: after an exception torchrun stops the other ranks
+    if results.get("diverged"):
+        if rank == 0:
+            print(f"trickbag train: error: the run diverged; {results['kept']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -130,19 +134,20 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    import json
+    import time
     from pathlib import Path
 
+    from trickbag._atomic import check_writable, write_json
     from trickbag.monitor import lr_find, plot_lr_find
     from trickbag.train.build import build_run
     from trickbag.train.config import load_config
 
     cfg = load_config(args.config, [*args.overrides, "train.progress=false"])
     run = build_run(cfg)
+    out = Path(args.out) if args.out else Path("runs") / f"lr_find-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out)  # before the sweep, not after it
     result = lr_find(run.trainer, min_lr=args.min, max_lr=args.max, steps=args.steps)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lr_find.json").write_text(json.dumps(result.to_dict(), indent=1))
+    write_json(out / "lr_find.json", result.to_dict())
     png = plot_lr_find(result, out / "lr_find.png")
     lo, hi = result.cyclic_bounds
     print(f"steepest descent: lr {result.steepest:.3g}")
@@ -209,31 +214,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min", type=float, default=1e-7, help="smallest learning rate (default 1e-7)")
     p.add_argument("--max", type=float, default=10.0, help="largest learning rate (default 10)")
     p.add_argument("--steps", type=int, default=200, help="updates in the sweep (default 200)")
-    p.add_argument("--out", default=".", help="folder for lr_find.png and lr_find.json (a run directory, say)")
+    p.add_argument("--out", help="folder for lr_find.png and lr_find.json (default runs/lr_find-<config>-<time>; "
+                                 "a run directory, say)")
     p.set_defaults(func=_cmd_lr_find)
 
     p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
     p.add_argument("dir")
     p.set_defaults(func=_cmd_report)
+
+    debug_help = "on an error, print the traceback too (by default: one line)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
+def _describe_os_error(exc: OSError) -> str:
+    """One sentence for a failed file operation: the path (the target, not its temporary
+    file) and why, in words."""
+    import errno
+
+    from trickbag._atomic import target_of
+
+    why = {errno.ENOSPC: "the disk is full (no space left on device)",
+           errno.EROFS: "the file system is read-only",
+           errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+           errno.EDQUOT: "the disk quota is exceeded", errno.EFBIG: "the file would exceed the file-size limit",
+           errno.ENOTDIR: "a part of the path is a file, not a folder",
+           errno.EEXIST: "a file of that name is in the way",
+           errno.ENOENT: "no such file or folder"}.get(exc.errno, exc.strerror or str(exc))
+    where = exc.filename2 if exc.filename2 is not None and exc.errno != errno.ENOENT else exc.filename
+    return f"{target_of(str(where))}: {why}" if where is not None else why
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``trickbag <verb>``. Bad input, missing files, unreachable or unreadable storage and
+    failed writes (read-only or full disks) end with one line on stderr and exit code 2 (with
+    ``--debug``, the traceback too); a diverged training run exits with 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"trickbag {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"trickbag {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `trickbag list | head`: the reader left; say nothing more
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (ValueError, ImportError, OSError) as exc:
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        message = _describe_os_error(exc) if isinstance(exc, OSError) and exc.errno is not None else str(exc)
+        message = " ".join(message.split()) or type(exc).__name__  # one line, whatever the source wrote
+        print(f"trickbag {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trickbag {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

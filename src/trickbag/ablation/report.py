@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from trickbag import _study
+from trickbag._atomic import save_figure
 from trickbag.ablation.stats import holm, paired, verdict
 from trickbag.report import Page, fmt
 from trickbag.report.plots import COLORS, pyplot
@@ -24,7 +25,7 @@ def collect(out: str | Path) -> dict[str, Any]:
     meta, spec = load_spec(out)
     store = _study.open_storage(meta["storage"])
     planned = _study.PlannedStudy(store, meta["study"], spec.direction, spec.slots(), spec.plan_id())
-    planned.open()
+    planned.open(create=False)  # a report reads; it never creates a study or queues trials
     arms = [{"arm": a, "values": {}, "history": {}, "train_time": {}, "failures": []} for a in spec.arms]
     for t in planned.completed():
         a, s = t.user_attrs["arm"], t.user_attrs["seed"]
@@ -95,7 +96,7 @@ def _plot_differences(rows, spec, path: Path) -> None:
     ax.set_title(f"{spec.mode}: green helps, red hurts, grey no evidence (Holm-adjusted p < 0.05)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -131,7 +132,7 @@ def _plot_curves(data, key: str, path: Path, ylabel: str) -> bool:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("mean over seeds; band: min to max", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 

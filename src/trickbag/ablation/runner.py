@@ -14,8 +14,9 @@ from typing import Any
 
 
 from trickbag import _study
+from trickbag._atomic import remove_orphans, write_json
 from trickbag._provenance import provenance
-from trickbag._validate import check_positive_int
+from trickbag._validate import check_positive_int, unknown
 from trickbag.ablation.arms import Arm, make_arms, parse_tricks
 from trickbag.ablation.trial import run_trial
 from trickbag.train.config import RunConfig, TrickSpec, load_config
@@ -91,8 +92,8 @@ def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metr
 
 
 def _check_arms_build(spec: AblationSpec) -> None:
-    """Build every arm's run once (no training) so that a bad config fails before the first
-    trial, not in every trial."""
+    """Build every arm's run once (no training) so that a bad config, or a metric that an arm
+    does not report, fails before the first trial, not in every trial."""
     from trickbag.ablation.trial import _splits
     from trickbag.train.build import apply_tricks, build_run, check_names
 
@@ -106,9 +107,15 @@ def _check_arms_build(spec: AblationSpec) -> None:
     for arm, cfg in zip(spec.arms, configs):
         cfg.train.device = "cpu"
         try:
-            build_run(cfg, splits=splits)
+            built = build_run(cfg, splits=splits)
         except ValueError as exc:
             raise ValueError(f"arm {arm.label!r} does not build: {exc}") from None
+        names = built.metric_names()
+        if spec.metric not in names:
+            error = unknown("metric", spec.metric, names)
+            if len(spec.arms) > 1 and arm is not spec.arms[0]:
+                error = ValueError(f"arm {arm.label!r} does not report the metric {spec.metric!r}: {error}")
+            raise error
 
 
 class _Progress:
@@ -200,17 +207,21 @@ def run(
     base = load_config(config, list(overrides))
     section = base.ablation or {}
     spec = spec_from_config(base, tricks=tricks, seeds=seeds, mode=mode, metric=metric)
-    workers = workers or section.get("workers", 1)
+    workers = workers if workers is not None else section.get("workers", 1)  # 0 is an error, not "default"
     check_positive_int("workers", workers)
     _check_arms_build(spec)
+    url = _study.user_storage_url(storage, out)
+    # a server is reached before anything is written; an SQLite file needs its folder first
+    store = _study.open_storage(url) if _study.sqlite_path(url) is None else None
     out.mkdir(parents=True, exist_ok=True)
-    url = _study.storage_url(storage, out)
+    remove_orphans(out)
     name = study_name or f"ablation-{spec.plan_id()}"
-    store = _study.open_storage(url)
+    store = store or _study.open_storage(url)
     planned = _study.PlannedStudy(store, name, spec.direction, spec.slots(), spec.plan_id(), grace=grace)
     planned.open()
-    (out / "ablation.json").write_text(json.dumps({"storage": url, "study": name, "spec": spec.to_dict(),
-                                                   "provenance": provenance()}, indent=1, default=str))
+    # SQLite inside the folder is recorded relative to it: a moved or copied folder reads its own
+    write_json(out / "ablation.json", {"storage": _study.portable_url(url, out), "study": name,
+                                       "spec": spec.to_dict(), "provenance": provenance()}, default=str)
     if planned.study.user_attrs.get("started") is None:
         planned.study.set_user_attr("started", time.time())
     planned.study.set_user_attr(f"workers:{_study.HOST}", workers)
@@ -258,10 +269,16 @@ def _finish(spec: AblationSpec, planned: _study.PlannedStudy, trial, result: dic
 
 
 def load_spec(out: str | Path) -> tuple[dict[str, Any], AblationSpec]:
+    """The ablation recorded in ``out``: its ``ablation.json`` (with ``storage`` resolved to the
+    URL to open: the folder's own SQLite file, which must exist) and its spec."""
     path = Path(out) / "ablation.json"
     if not path.exists():
         raise FileNotFoundError(f"{out} is not an ablation folder (no ablation.json)")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); it may have been cut short") from None
+    meta["storage"] = _study.existing_storage(meta["storage"], Path(out))
     s = meta["spec"]
     spec = AblationSpec(load_config(s["base"]), parse_tricks(s["tricks"]), s["seeds"], s["mode"], s["metric"], s["direction"])
     return meta, spec

@@ -15,7 +15,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -163,6 +163,31 @@ def cifar10(root: str | Path | None = None, *, download: bool = True) -> Splits:
 _SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
 
 
+def _folder_files(root: Path, *, warn: bool = False) -> list[Path]:
+    """The regular files under ``root``. Symbolic links are not followed out of it: a link to
+    a file outside ``root`` (or to a folder) is skipped, with a warning when ``warn``."""
+    real_root = root.resolve()
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
+        here = Path(dirpath)
+        for name in sorted(dirnames):
+            if (here / name).is_symlink() and warn:
+                warnings.warn(f"image_folder: skipping {(here / name).relative_to(root)}: a symbolic link to a "
+                              f"folder ({os.readlink(here / name)}); only real folders are read", stacklevel=3)
+        for name in filenames:
+            p = here / name
+            if p.is_symlink():
+                target = p.resolve()
+                if not target.is_relative_to(real_root) or not target.is_file():
+                    if warn:
+                        warnings.warn(f"image_folder: skipping {p.relative_to(root)}: a symbolic link out of the "
+                                      f"folder (to {target})", stacklevel=3)
+                    continue
+            if p.is_file():
+                files.append(p)
+    return sorted(files)
+
+
 def _source_hash(path: Path) -> str:
     h = hashlib.sha256()
     if path.is_file():
@@ -170,19 +195,39 @@ def _source_hash(path: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     else:
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                h.update(str(p.relative_to(path)).encode())
-                h.update(p.read_bytes())
+        for p in _folder_files(path):
+            h.update(str(p.relative_to(path)).encode())
+            h.update(p.read_bytes())
     return h.hexdigest()[:20]
 
 
+def _safe_member(path: Path, member: tarfile.TarInfo) -> str | None:
+    """The member's normalised name if it is a regular file to read, None for a folder; a
+    member that could escape the archive or is not plain data is refused by name, as
+    Python's ``tarfile`` data filter refuses it (absolute paths, ``..``, links, devices)."""
+    name = member.name
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise ValueError(f"{path}: refusing archive member {name!r}: an absolute path or a path out of the "
+                         "archive ('..'); only relative paths inside it are valid")
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        raise ValueError(f"{path}: refusing archive member {name!r}: a {kind} link (to {member.linkname!r}); "
+                         "only regular files and folders are valid")
+    if member.isdir():
+        return None
+    if not member.isfile():
+        raise ValueError(f"{path}: refusing archive member {name!r}: a device, pipe or other special file; "
+                         "only regular files and folders are valid")
+    return "/".join(parts)
+
+
 def _members(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(relative name, bytes) of every file in a folder or tar archive."""
+    """(relative name, bytes) of every file in a folder or tar archive (see
+    :func:`_folder_files` and :func:`_safe_member` for what is skipped or refused)."""
     if path.is_dir():
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                yield str(p.relative_to(path)), p.read_bytes()
+        for p in _folder_files(path, warn=True):
+            yield p.relative_to(path).as_posix(), p.read_bytes()
         return
     try:
         tar = tarfile.open(path)
@@ -190,8 +235,9 @@ def _members(path: Path) -> Iterator[tuple[str, bytes]]:
         raise ValueError(f"{path}: not a folder, .tar or .tar.gz archive ({exc})") from None
     with tar:
         for member in tar:
-            if member.isfile():
-                yield member.name, tar.extractfile(member).read()
+            name = _safe_member(path, member)
+            if name is not None:
+                yield name, tar.extractfile(member).read()
 
 
 def _layout(names: list[str]) -> tuple[int, bool]:
@@ -228,7 +274,10 @@ def image_folder(
 
     Decoded once with a thread pool and cached as uint8 tensors in the user cache, keyed by a
     hash of the source's content; later calls load the cache (``torch.load(weights_only=True)``).
-    Class ids follow the sorted class-folder names. All images must share one size.
+    Class ids follow the sorted class-folder names. All images must share one size. An
+    archive member with an absolute path, a ``..`` or that is a link or a device is refused by
+    name (as ``tarfile``'s data filter refuses it); in a folder, a symbolic link out of it is
+    skipped with a warning.
 
     Args:
         path: the folder or archive (e.g. the CIFAR-10 JPEG pack).
@@ -285,10 +334,11 @@ def image_folder(
             "images": torch.from_numpy(np.ascontiguousarray(arrays.transpose(0, 3, 1, 2))),
             "labels": torch.tensor([index[c] for c, _ in entries], dtype=torch.int64),
         }
-    if use_cache:
-        tmp = cache.with_suffix(".tmp")
-        torch.save(saved, tmp)
-        os.replace(tmp, cache)
+    if use_cache:  # atomically, under a name of its own: workers decoding the same folder do not collide
+        from trickbag._atomic import remove_orphans, save_torch
+
+        remove_orphans(cache.parent)
+        save_torch(saved, cache)
     return _splits_from(saved, path)
 
 

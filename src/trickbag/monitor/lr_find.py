@@ -164,6 +164,8 @@ def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    from trickbag._atomic import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -251,7 +251,9 @@ at least every 50 updates) it records, per layer:
         if state.history:
             state.history[-1]["diagnoses"] = list(state.metrics["diagnoses"])
         if state.run_dir is not None and state.is_main:
-            (state.run_dir / "diagnoses.json").write_text(json.dumps(self.diagnoses, indent=1))
+            from trickbag._atomic import write_json
+
+            write_json(state.run_dir / "diagnoses.json", self.diagnoses)
 
     def state_dict(self) -> dict[str, Any]:
         return {"every_steps": self.every_steps}

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from trickbag._atomic import save_figure
 from trickbag.monitor.diagnoses import THRESHOLDS
 from trickbag.report import Page
 from trickbag.report.plots import COLORS, plain_log_ticks, pyplot
@@ -20,9 +21,15 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
         if line.strip():
-            out.append(json.loads(line))
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # a line cut short by a kill mid-append: skip it
+                    continue
+                raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
     return out
 
 
@@ -59,7 +66,7 @@ def _loss_plot(steps, epochs, out: Path) -> None:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
 
 
@@ -83,7 +90,7 @@ def _lr_metrics_plot(steps, epochs, out: Path) -> None:
     if keys:
         axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
 
 
@@ -127,7 +134,7 @@ def _distributions(samples, names, key: str, range_key: str, out: Path, title: s
         ax.axis("off")
     fig.colorbar(image, ax=list(axes.flat), shrink=0.6, label="log10 share of values", pad=0.01)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return True
 
@@ -157,7 +164,7 @@ def _series_plot(samples, names, getter, out: Path, ylabel: str, log: bool, band
     if drawn:
         ax.legend(fontsize=6, ncol=4)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return drawn
 
@@ -189,7 +196,7 @@ def _filters(run_dir: Path, out: Path) -> bool:
         ax.imshow(img.numpy(), cmap=None if c == 3 else "gray", interpolation="nearest")
     fig.suptitle(f"first convolution: {n} of {w.shape[0]} filters ({c} input channel{'s' if c > 1 else ''})", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
     return True
 

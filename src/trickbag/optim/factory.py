@@ -178,7 +178,7 @@ def create_optimizer(
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")]
     for arg in kwargs:
         if arg not in valid:
-            raise unknown(f"argument for {key}", arg, [v for v in valid if v not in ("lr", "weight_decay")])
+            raise unknown(f"argument for {key}", arg, [*valid, "decay_norm_and_bias", "group_scales"])
 
     groups = param_groups(model_or_params, weight_decay, decay_norm_and_bias=decay_norm_and_bias,
                           group_scales=group_scales)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trickbag._atomic import write_text
+
 __all__ = ["Page", "fmt"]
 
 _CSS = """
@@ -144,6 +146,6 @@ class Page:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         md, page = directory / f"{name}.md", directory / f"{name}.html"
-        md.write_text(self.markdown(), encoding="utf-8")
-        page.write_text(self.html(), encoding="utf-8")
+        write_text(md, self.markdown())  # atomically: a kill or a full disk never leaves half a report
+        write_text(page, self.html())
         return [md, page]

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from trickbag import _study
+from trickbag._atomic import save_figure, write_json
 from trickbag.report import Page
 from trickbag.report.page import fmt
 from trickbag.report.plots import plain_log_ticks, pyplot
@@ -36,7 +37,7 @@ def render(out: str | Path) -> dict[str, Any]:
     metric, maximize = opts["metric"], opts["direction"] == "maximize"
     params = [Param.from_dict(d) for d in meta["space"]]
     fine_space = [Param.from_dict(d) for d in meta.get("fine_space", [])]
-    store = _study.open_storage(meta["storage"])
+    store = _study.open_storage(_study.existing_storage(meta["storage"], out))  # never a new, empty database
     stages = {s: _study_trials(store, f"{meta['study']}-{s}") for s in ("coarse", "fine", "final")}
     done = {s: [t for t in ts if t.state.name in ("COMPLETE", "PRUNED")] for s, ts in stages.items()}
     selectable = [t for s in ("fine", "coarse") for t in done[s] if t.state.name == "COMPLETE" and t.value is not None]
@@ -113,7 +114,7 @@ def render(out: str | Path) -> dict[str, Any]:
                   f"hardware: {prov.get('hardware')}", f"study {meta['study']}"])
     page.code(yaml.safe_dump(meta["base"], sort_keys=False), "yaml")
     paths = page.write(out)
-    (out / "warnings.json").write_text(json.dumps(warnings, indent=1))
+    write_json(out / "warnings.json", warnings)
     return {"report": [str(p) for p in paths], "warnings": warnings,
             "best_value": best.value if best else None, "selectable": len(selectable)}
 
@@ -156,7 +157,7 @@ def _param_plot(p: Param, done, metric: str, best, path: Path) -> bool:
     ax.legend(fontsize=7)
     ax.set_title("orange bands: the outer tenths of the coarse range", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from trickbag import _study
+from trickbag._atomic import remove_orphans, write_json, write_text
 from trickbag._provenance import provenance
 from trickbag._validate import check_choice, check_positive_int, unknown
 from trickbag.report.page import fmt
@@ -241,7 +242,8 @@ def _options(base: RunConfig, **given: Any) -> dict[str, Any]:
         if key not in SEARCH_KEYS:
             raise unknown("key in search", key, SEARCH_KEYS)
     opts = {k: (given[k] if given.get(k) is not None else section.get(k)) for k in SEARCH_KEYS}
-    opts["trials"] = opts["trials"] or 20
+    opts["trials"] = opts["trials"] if opts["trials"] is not None else 20
+    check_positive_int("trials", opts["trials"])
     opts["stages"] = opts["stages"] or ["coarse", "fine"]
     if isinstance(opts["stages"], str):
         opts["stages"] = [s.strip() for s in opts["stages"].split(",") if s.strip()]
@@ -255,11 +257,11 @@ def _options(base: RunConfig, **given: Any) -> dict[str, Any]:
     opts["direction"] = opts["direction"] or ("minimize" if "loss" in opts["metric"] or "error" in opts["metric"] else "maximize")
     opts["coarse_epochs"] = float(opts["coarse_epochs"] if opts["coarse_epochs"] is not None else 1.0)
     opts["fine_epochs"] = float(opts["fine_epochs"] or base.train.epochs or 1)
-    opts["fine_trials"] = opts["fine_trials"] or max(3, opts["trials"] // 2)
+    opts["fine_trials"] = opts["fine_trials"] if opts["fine_trials"] is not None else max(3, opts["trials"] // 2)
     opts["top_fraction"] = float(opts["top_fraction"] or 0.25)
     opts["noise_seeds"] = 3 if opts["noise_seeds"] is None else int(opts["noise_seeds"])
     opts["seed"] = int(opts["seed"] or 0)
-    check_positive_int("trials", opts["trials"])
+    check_positive_int("fine_trials", opts["fine_trials"])
     return opts
 
 
@@ -301,18 +303,21 @@ def run(
     if space is None:
         raise ValueError("give a search space: --space SPACE.yaml or search.space in the config")
     params, advice = load_space(space, base)
-    workers = opts["workers"] or 1
+    workers = opts["workers"] if opts["workers"] is not None else 1  # 0 is an error, not "default"
     check_positive_int("workers", workers)
-    _check_builds(base, params)
+    _check_builds(base, params, opts["metric"])
+    url = _study.user_storage_url(storage, out)
+    if _study.sqlite_path(url) is None:
+        _study.open_storage(url)  # a server is reached before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    url = _study.storage_url(storage, out)
+    remove_orphans(out)
     ident = hashlib.sha256(json.dumps([base.to_dict(), [p.to_dict() for p in params],
                                        {k: v for k, v in opts.items() if k != "workers"}], sort_keys=True,
                                       default=str).encode()).hexdigest()[:10]
     name = study_name or f"search-{ident}"
-    meta = {"storage": url, "study": name, "base": base.to_dict(), "space": [p.to_dict() for p in params],
-            "options": opts, "advice": advice, "provenance": provenance()}
-    (out / "search.json").write_text(json.dumps(meta, indent=1, default=str))
+    meta = {"storage": _study.portable_url(url, out), "study": name, "base": base.to_dict(),
+            "space": [p.to_dict() for p in params], "options": opts, "advice": advice, "provenance": provenance()}
+    write_json(out / "search.json", meta, default=str)
     s = _Search(base, params, opts, out, url, name, workers, grace, progress)
     for a in advice:
         s.log(f"advice: {a}")
@@ -326,7 +331,7 @@ def run(
             raise ValueError(f"the coarse stage has {len(scored)} completed trials; the fine stage needs 3")
         fine_params = narrow(params, scored, maximize=s.maximize, top_fraction=opts["top_fraction"])
         meta["fine_space"] = [p.to_dict() for p in fine_params]
-        (out / "search.json").write_text(json.dumps(meta, indent=1, default=str))
+        write_json(out / "search.json", meta, default=str)
         final_stage = s.run_stage("fine", fine_params, opts["fine_trials"], opts["fine_epochs"], offset=1)
         final_params = fine_params
     # Every stage that trained the full budget competes (the coarse stage too when its trials
@@ -343,8 +348,8 @@ def run(
     best_dict.pop("ablation", None)
     import yaml
 
-    (out / "best.yaml").write_text("# The best configuration of the search (selected on the validation split).\n"
-                                   + yaml.safe_dump(best_dict, sort_keys=False))
+    write_text(out / "best.yaml", "# The best configuration of the search (selected on the validation split).\n"
+               + yaml.safe_dump(best_dict, sort_keys=False))
     summary: dict[str, Any] = {"out": str(out), "study": name, "best": best_values, "best_value": best.value,
                                "metric": opts["metric"]}
     if opts["noise_seeds"] > 0:
@@ -360,9 +365,10 @@ def run(
     return summary
 
 
-def _check_builds(base: RunConfig, params: list[Param]) -> None:
+def _check_builds(base: RunConfig, params: list[Param], metric: str = "val_acc") -> None:
     """Build the run of one point of the space (the middle of every range, the first choice of
-    every list) so unknown parameters fail before the first trial."""
+    every list) so unknown parameters, and a metric the run does not report, fail before the
+    first trial."""
     from trickbag.ablation.trial import _splits
     from trickbag.train.build import build_run
 
@@ -376,8 +382,11 @@ def _check_builds(base: RunConfig, params: list[Param]) -> None:
     cfg = apply_params(base, point, params)
     cfg.train.device = "cpu"
     try:
-        build_run(cfg, splits=_splits(cfg))
+        built = build_run(cfg, splits=_splits(cfg))
     except ValueError as exc:
         raise ValueError(f"a configuration of this space does not build: {exc}") from None
+    names = built.metric_names()
+    if metric not in names:
+        raise unknown("metric", metric, names)
 
 

@@ -185,7 +185,16 @@ def load_space(source: str | Path | dict[str, Any], base: RunConfig) -> tuple[li
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"search space file not found: {path}")
-        source = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            source = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            raise ValueError(f"search space {path} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}; "
+                             "write one 'key: distribution' per line, e.g. lr: loguniform(1e-4, 1)") from None
+    if not isinstance(source, dict):
+        raise ValueError(f"a search space is a mapping of 'key: distribution' lines (e.g. lr: loguniform(1e-4, 1)), "
+                         f"got {type(source).__name__}")
     params = parse_space(source, base)
     advice = [f"{p.key} is a scale parameter searched on a linear scale; loguniform({p.low:g}, {p.high:g}) "
               "spends the trials evenly over its orders of magnitude" for p in params

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ import torch
 from torch import nn
 
 from trickbag import catalog
+from trickbag._atomic import save_torch, write_json
 from trickbag._validate import unknown
 from trickbag.train.config import RunConfig, TrickSpec
 from trickbag.train.distributed import world
@@ -229,6 +228,46 @@ def build_schedule(spec: dict[str, Any] | None, steps_per_epoch: int, total_step
     return fn(**kwargs)
 
 
+def check_optimizer(spec: dict[str, Any], model: nn.Module) -> None:
+    """Build the optimizer once on ``model`` (on the CPU, then thrown away) so that a bad
+    value (``optimizer.lr=fast``, ``optimizer.momentum=-1``) fails before anything is written
+    or trained, naming the key."""
+    from trickbag.optim import create_optimizer
+    from trickbag.optim.factory import _OPTIMIZERS
+
+    spec = dict(spec)
+    name = spec.get("name")
+    cls = _OPTIMIZERS.get(str(name).lower())
+    if cls is not None:
+        params = inspect.signature(cls.__init__).parameters
+        for key, value in spec.items():
+            default = params[key].default if key in params else None
+            if key in ("lr", "weight_decay") or (isinstance(default, (int, float)) and not isinstance(default, bool)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"optimizer.{key} must be a number, got {value!r}")
+            elif isinstance(default, bool) and not isinstance(value, bool) and key != "fused":
+                raise ValueError(f"optimizer.{key} must be true or false, got {value!r}")
+            elif isinstance(default, tuple) and not (isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+                raise ValueError(f"optimizer.{key} must be a list of {len(default)} numbers, got {value!r}")
+    spec.pop("fused", None)  # fused kernels need CUDA parameters: checked when the run starts
+    spec.pop("name", None)
+    lookahead = spec.pop("lookahead", None)
+    try:
+        opt = create_optimizer(model, name, **spec)
+        if lookahead:
+            from trickbag.optim import Lookahead
+
+            if not isinstance(lookahead, dict):
+                raise ValueError(f"optimizer.lookahead must be a mapping of Lookahead's arguments, got {lookahead!r}")
+            _check_kwargs(Lookahead, lookahead, "optimizer.lookahead", skip=("optimizer",))
+            Lookahead(opt, **lookahead)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"optimizer {name}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"optimizer {name}: {exc}") from None
+
+
 def optimizer_factory(spec: dict[str, Any]) -> Callable[[nn.Module], torch.optim.Optimizer]:
     from trickbag.optim import Lookahead, create_optimizer
 
@@ -363,19 +402,96 @@ class Run:
     run_dir: Path | None
 
     def fit(self) -> dict[str, Any]:
-        start = time.perf_counter()
+        """Train (or continue a resumed run), evaluate the test split once, and write
+        ``model.pt`` and ``results.json`` atomically. ``wall_time`` sums the time spent
+        training over every resume.
+
+        A run that diverged (the NaN guard stopped it, or its weights or buffers are not
+        finite at the end) never writes non-finite weights: ``model.pt`` gets the last finite
+        ones (the current weights when the guard stopped before they were spoiled, else the
+        last checkpoint's), or is not written; ``results["diverged"]`` is true and
+        ``results["kept"]`` says which weights were kept.
+        """
         history = self.trainer.fit()
-        wall = time.perf_counter() - start
         state = self.trainer.state
-        results: dict[str, Any] = {"history": history, "wall_time": wall, "stopped": state.stop_reason or None}
+        results: dict[str, Any] = {"history": history, "wall_time": self.trainer.fit_time,
+                                   "stopped": state.stop_reason or None}
         final = dict(state.metrics)
         results["final"] = final
+        if not state.diverged:
+            bad = _nonfinite(state.raw_model.state_dict())
+            if bad:
+                state.diverged = True
+                results["stopped"] = (f"the weights are not finite at the end of the run ({', '.join(bad[:3])}"
+                                      f"{', ...' if len(bad) > 3 else ''}); lower the learning rate or clip gradients")
         if self.test_data is not None and not state.diverged:
             results["test"] = self.trainer.evaluate(self.test_data, prefix="test")
-        if self.run_dir is not None and state.is_main:
-            torch.save(state.raw_model.state_dict(), self.run_dir / "model.pt")
-            (self.run_dir / "results.json").write_text(json.dumps(_plain(results), indent=1))
+        main = self.run_dir is not None and state.is_main
+        if state.diverged:
+            results["diverged"] = True
+            results["kept"] = self._keep_finite_weights(write=main)
+        elif main:
+            save_torch(state.raw_model.state_dict(), self.run_dir / "model.pt")
+        if main:
+            write_json(self.run_dir / "results.json", _plain(results))
         return results
+
+    def _keep_finite_weights(self, *, write: bool) -> str:
+        """After a divergence: write the last finite weights as model.pt; say which they are."""
+        from trickbag.train.checkpoint import load_checkpoint
+
+        state = self.trainer.state
+        current = state.raw_model.state_dict()
+        if _finite(current):
+            if write:
+                save_torch(current, self.run_dir / "model.pt")
+            where = "model.pt holds" if write else "the model keeps"
+            return (f"{where} the weights after step {state.step}, the last finite ones "
+                    "(the update that diverged was skipped)")
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        if last is not None and last.exists():
+            ckpt = load_checkpoint(last)
+            if _finite(ckpt["model"]):
+                if write:
+                    save_torch(ckpt["model"], self.run_dir / "model.pt")
+                return (f"the weights (or buffers) after step {state.step} are not finite; model.pt holds the last "
+                        f"finite ones, from the checkpoint of step {ckpt['counters']['step']} (checkpoints/last.pt)")
+        return (f"the weights (or buffers) after step {state.step} are not finite and no checkpoint holds finite "
+                "ones: no weights were kept (no model.pt)")
+
+    def metric_names(self) -> list[str]:
+        """The names of the metrics this run reports at the end of an epoch (what an ablation
+        or a search may compare), without training: the loop's own, the validation metrics
+        the data allows, and those the callbacks add."""
+        names = {"epoch", "step", "lr", "train_loss", "epoch_time", "samples_per_sec"}
+        if self.trainer.track_train_acc:
+            names.add("train_acc")
+        val_names: set[str] = set()
+        val = getattr(self.splits, "val", None)
+        if self.trainer.val_data is not None and val is not None:
+            val_names.add("val_loss")
+            targets = val.targets
+            if targets.dim() == 1 and not targets.is_floating_point():
+                val_names.add("val_acc")
+                if self.splits.num_classes > 5:
+                    val_names.add("val_top5")
+            val_names |= {f"val_{k}" for k in self.trainer.extra_metrics}
+        names |= val_names
+        for cb in self.trainer.callbacks:
+            extra = getattr(cb, "reported_metrics", None)
+            if callable(extra):
+                names |= set(extra(sorted(val_names)))
+        return sorted(names)
+
+
+def _nonfinite(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors (weights and buffers) with a NaN or an infinity."""
+    return [k for k, t in state_dict.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def _finite(state_dict: dict[str, Any]) -> bool:
+    return not _nonfinite(state_dict)
 
 
 def _plain(obj: Any) -> Any:
@@ -395,6 +511,7 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
     from trickbag.data import DeviceLoader, TorchLoader
     from trickbag.train import callbacks as C
 
+    cfg.validate()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     cfg, plan = apply_tricks(cfg)
@@ -422,11 +539,20 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
              for k in ("val", "test") if getattr(splits, k) is not None}
 
     seed_everything(seed)  # initial weights depend on the seed alone (paired across ablation arms)
-    model = build_model(cfg, splits)
+    try:
+        model = build_model(cfg, splits)
+    except TypeError as exc:  # a value of the wrong type reached the constructor
+        raise ValueError(f"model {cfg.model['name']}: {exc}") from None
     for entry, params in plan.model:
         out = entry.load_apply()(model, **params)
         model = out if isinstance(out, nn.Module) else model  # some return a count, not the model
-    criterion = build_loss(cfg)
+    try:
+        criterion = build_loss(cfg)
+    except TypeError as exc:
+        raise ValueError(f"loss {cfg.loss['name']}: {exc}") from None
+    rng = torch.get_rng_state()
+    check_optimizer(cfg.optimizer, model)
+    torch.set_rng_state(rng)
     spe = len(train) // cfg.train.grad_accum_steps
     total = cfg.train.steps if cfg.train.epochs is None else cfg.train.epochs * spe
     if cfg.train.steps is not None:

@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from trickbag._atomic import save_torch
+
 __all__ = ["save_atomic", "load_checkpoint", "rng_state", "set_rng_state"]
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync it, rename it over ``path``
-    and fsync the folder: a crash at any moment leaves either the old file or the new one,
-    never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    and fsync the folder: a crash or a full disk at any moment leaves either the old file or
+    the new one, never a torn one (and no temporary file, unless the process was killed: the
+    next run removes those)."""
+    return save_torch(obj, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

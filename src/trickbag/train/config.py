@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from trickbag._validate import unknown
+from trickbag._validate import _is_real, check_choice, unknown
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "TrickSpec", "load_config", "parse_trick", "apply_overrides",
            "yaml_load"]
@@ -132,6 +132,15 @@ class RunConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def validate(self) -> RunConfig:
+        """Check the type and range of every ``data:`` and ``train:`` value; a bad one raises
+        ``ValueError`` naming the key, the value and what is valid. Returns ``self``."""
+        _check_values(self.data, _DATA_RULES, "data")
+        _check_values(self.train, _TRAIN_RULES, "train")
+        if self.train.epochs is None and self.train.steps is None:
+            raise ValueError("give train.epochs or train.steps (how long to train); both are null")
+        return self
+
     def replace(self, **changes: Any) -> RunConfig:
         new = copy.deepcopy(self)
         for k, v in changes.items():
@@ -140,6 +149,76 @@ class RunConfig:
 
 
 _SECTIONS = {f.name for f in dataclasses.fields(RunConfig)} - {"source"}
+
+
+def _int(minimum: int, optional: bool = False):
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            return f"an integer >= {minimum}" + (" or null" if optional else "")
+        return None
+    return check
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _str(optional: bool = False):
+    def check(value: Any) -> str | None:
+        if (value is None and optional) or isinstance(value, str):
+            return None
+        return "a string" + (" or null" if optional else "")
+    return check
+
+
+def _fraction(value: Any) -> str | None:
+    return None if _is_real(value) and 0 <= value < 1 else "a number in [0, 1)"
+
+
+def _of(kind: type, what: str):
+    return lambda value: None if isinstance(value, kind) else what
+
+
+def _device(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "'auto', 'cpu', 'cuda' or 'cuda:N'"
+    if value == "auto":
+        return None
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        return "'auto', 'cpu', 'cuda' or 'cuda:N'"
+    return None
+
+
+_DATA_RULES = {
+    "name": _str(), "root": _str(True), "path": _str(True), "options": _of(dict, "a mapping"),
+    "batch_size": _int(1), "eval_batch_size": _int(1), "val_fraction": _fraction, "split_seed": _int(0),
+    "subset": _int(1, True), "augment": _of(list, "a list"), "loader": _str(), "num_workers": _int(0),
+}
+_TRAIN_RULES = {
+    "epochs": _int(1, True), "steps": _int(1, True), "precision": _str(), "device": _device, "compile": _bool,
+    "channels_last": _bool, "grad_accum_steps": _int(1), "seed": _int(0), "threads": _int(1, True),
+    "log_every": _int(1), "checkpoint_every_steps": _int(1, True), "checkpoint_every_epochs": _int(1, True),
+    "keep_best": _int(0), "monitor": _str(), "nan_guard": _bool, "progress": _bool, "track_train_acc": _bool,
+    "eval_every_steps": _int(1, True),
+}
+
+
+def _check_values(section: Any, rules: dict[str, Any], where: str) -> None:
+    for name, rule in rules.items():
+        value = getattr(section, name)
+        valid = rule(value)
+        if valid is not None:
+            raise ValueError(f"{where}.{name} must be {valid}, got {value!r}")
+    if where == "data":
+        check_choice("data.loader", section.loader, ("device", "torch"))
+    if where == "train":
+        check_choice("train.precision", section.precision, ("fp32", "bf16", "fp16"))
 
 
 def _section(cls, values: Any, where: str):
@@ -206,7 +285,7 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> RunConfig:
     tricks = raw.get("tricks") or []
     if not isinstance(tricks, list):
         raise ValueError(f"tricks must be a list, got {tricks!r}")
-    return RunConfig(
+    cfg = RunConfig(
         data=_section(DataConfig, raw.get("data"), "data"),
         model=_named(raw.get("model"), "model", defaults.model),
         loss=_named(raw.get("loss"), "loss", defaults.loss),
@@ -218,6 +297,7 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> RunConfig:
         search=raw.get("search"),
         source=source,
     )
+    return cfg.validate()
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from trickbag._atomic import remove_orphans, write_json, write_text
 from trickbag._provenance import provenance
 from trickbag.train.build import Run, build_run
 from trickbag.train.config import RunConfig, load_config
@@ -41,28 +41,35 @@ def _write_meta(run: Run, path: Path, extra: dict[str, Any]) -> None:
                       "callbacks": [cb.name for cb in run.trainer.callbacks]},
         **extra,
     }
-    (path / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    write_json(path / "meta.json", meta, default=str)
 
 
 def start_run(cfg: RunConfig, out: str | Path | None = None) -> Run:
-    """Build a run in a new run directory holding its resolved config and provenance."""
+    """Build a run in a new run directory holding its resolved config and provenance.
+
+    Everything is checked (names, values, the data, the optimizer's arguments) before the
+    directory is created, so a bad config leaves nothing behind."""
     path = new_run_dir(cfg, out)
-    run = build_run(cfg, run_dir=path)  # fails on bad names before anything is written
+    run = build_run(cfg, run_dir=path)  # fails on bad names and values before anything is written
     if world()[0] == 0:
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.yaml").write_text(cfg.to_yaml())
+        write_text(path / "config.yaml", cfg.to_yaml())
         _write_meta(run, path, {})
     return run
 
 
 def resume_run(run_dir: str | Path) -> Run:
-    """Rebuild the run of ``run_dir`` from its config and continue from its last checkpoint."""
+    """Rebuild the run of ``run_dir`` from its config and continue from its last checkpoint
+    (a finished run keeps its results: its final metrics come from the checkpoint). The
+    temporary files of writes a kill interrupted are removed first."""
     path = Path(run_dir)
     config_file = path / "config.yaml"
     if not config_file.exists():
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
     cfg = load_config(config_file)
     run = build_run(cfg, run_dir=path)
+    if world()[0] == 0:
+        remove_orphans(path, path / "checkpoints", path / "snapshots")
     last = path / "checkpoints" / "last.pt"
     if last.exists():
         run.trainer.load_checkpoint(last)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trickbag._atomic import kill_point
 from trickbag._validate import check_choice, check_positive_int
 from trickbag.train.callbacks.base import Callback, check_compatible
 from trickbag.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -184,6 +185,11 @@ class Trainer:
         self._epoch_correct: Tensor | None = None
         self._epoch_batches = 0
         self._epoch_samples = 0
+        self._fit_done = False  # fit() ran to its end in this process: a second call returns at once
+        self._in_epoch_end = False
+        self._deferred: list[Path] = []  # checkpoints asked for during EPOCH_END
+        self.previous_fit_time = 0.0  # seconds spent in fit() before the checkpoint this run resumed from
+        self._fit_started: float | None = None
 
     # ---- setup ---------------------------------------------------------------------------
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -283,17 +289,33 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
-        """Train; returns the history (one dict of metrics per epoch)."""
+        """Train; returns the history (one dict of metrics per epoch).
+
+        After :meth:`load_checkpoint` it continues where the checkpoint was written: inside an
+        epoch (that epoch is finished, including its evaluation), or at the start of the next
+        one. A checkpoint of a finished run trains nothing but still runs FIT_START and
+        FIT_END, so the end-of-run work (averaged weights, restored best weights) is redone as
+        the uninterrupted run did it. A second ``fit()`` of the same trainer returns at once.
+        """
         s = self._prepare()
         check_compatible(self.callbacks, criterion=s.criterion)
-        if s.step >= s.total_steps:
+        if self._fit_done:
             return s.history
+        self._fit_started = time.perf_counter()
         self._fire(Event.FIT_START)
-        while s.epoch < s.epochs and s.step < s.total_steps and not s.stop_training:
+        # An epoch in progress (resumed mid-epoch, even at the last step) is always completed.
+        while s.batch_index > 0 or (s.epoch < s.epochs and s.step < s.total_steps and not s.stop_training):
             self._train_epoch(s)
             self._end_epoch(s)
         self._fire(Event.FIT_END)
+        self._fit_done = True
         return s.history
+
+    @property
+    def fit_time(self) -> float:
+        """Seconds spent in ``fit()``, summed over this process and the runs it resumed."""
+        now = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self.previous_fit_time + now
 
     def _batches(self, s: TrainState):
         data = self.train_data
@@ -396,11 +418,21 @@ class Trainer:
             m.update(self.evaluate(self.val_data, prefix="val"))
             self._fire(Event.EVAL_END)
         s.history.append(dict(m))
-        self._fire(Event.EPOCH_END)
+        self._in_epoch_end, self._deferred = True, []
+        try:
+            self._fire(Event.EPOCH_END)
+        finally:
+            self._in_epoch_end = False
         s.history[-1] = dict(s.metrics)  # keep what EPOCH_END callbacks added
         s.epoch += 1
         s.batch_index = 0
         self._epoch_loss = None
+        # Checkpoints asked for at EPOCH_END are written now that the epoch is complete: every
+        # EPOCH_END callback has run and the counters point at the next epoch, as the loader
+        # (which has finished this epoch) does. A resume then starts the next epoch.
+        for path in self._deferred:
+            self._write_checkpoint(path)
+        self._deferred = []
 
     # ---- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
@@ -488,7 +520,9 @@ class Trainer:
             "callbacks": [cb.state_dict() for cb in self.callbacks],
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
             "rng": rng_state(),
-            "counters": {"step": s.step, "epoch": s.epoch, "batch_index": s.batch_index, "samples_seen": s.samples_seen},
+            "counters": {"step": s.step, "epoch": s.epoch, "batch_index": s.batch_index, "samples_seen": s.samples_seen,
+                         "fit_time": self.fit_time},
+            "metrics": dict(s.metrics),
             "epoch_progress": {
                 "loss": self._epoch_loss.detach().cpu() if self._epoch_loss is not None else None,
                 "correct": self._epoch_correct.detach().cpu() if self._epoch_correct is not None else None,
@@ -499,8 +533,23 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write everything a resumed run needs, atomically (see :func:`save_atomic`)."""
-        return save_atomic(self.checkpoint_state(), path)
+        """Write everything a resumed run needs, atomically (see :func:`save_atomic`).
+
+        Asked for during EPOCH_END, the checkpoint is written once the epoch is complete
+        (after every EPOCH_END callback, with the counters at the next epoch), so that a run
+        resumed from it starts the next epoch and never replays this one."""
+        path = Path(path)
+        if self._in_epoch_end:
+            path.parent.mkdir(parents=True, exist_ok=True)  # callbacks may write beside it at once
+            if path not in self._deferred:
+                self._deferred.append(path)
+            return path
+        return self._write_checkpoint(path)
+
+    def _write_checkpoint(self, path: Path) -> Path:
+        save_atomic(self.checkpoint_state(), path)
+        kill_point("checkpoint")
+        return path
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint`; ``fit()`` then continues."""
@@ -525,6 +574,9 @@ class Trainer:
         c = ckpt["counters"]
         s.step, s.epoch, s.batch_index, s.samples_seen = c["step"], c["epoch"], c["batch_index"], c["samples_seen"]
         s.history = list(ckpt["history"])
+        self._fit_done = False
+        s.metrics = dict(ckpt.get("metrics", {}))
+        self.previous_fit_time = float(c.get("fit_time", 0.0))
         p = ckpt["epoch_progress"]
         if s.batch_index and p["loss"] is not None:
             self._epoch_loss = p["loss"].to(self.device)

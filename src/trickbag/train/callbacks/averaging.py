@@ -105,6 +105,10 @@ class SWA(Callback):
     def sets_lr(self) -> bool:
         return self.swa_lr is not None
 
+    def reported_metrics(self, val_metrics: list[str]) -> list[str]:
+        """The metrics it adds at the end of the run: ``swa_`` + each validation metric."""
+        return [f"swa_{m}" for m in val_metrics]
+
     def on_fit_start(self, state: TrainState) -> None:
         from torch.optim.swa_utils import SWALR, AveragedModel
 
@@ -171,6 +175,10 @@ class SnapshotEnsemble(Callback):
     @property
     def touches(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset({"lr", "weights"}) if self.set_schedule else frozenset({"weights"})
+
+    def reported_metrics(self, val_metrics: list[str]) -> list[str]:
+        """The metric it adds at the end of the run (with validation data)."""
+        return ["ensemble_val_acc"] if val_metrics else []
 
     def on_fit_start(self, state: TrainState) -> None:
         if self.cycle_steps is None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
+from trickbag._atomic import write_json
 from trickbag.loop import metric_mode
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
@@ -47,8 +47,10 @@ class Checkpoint(Callback):
     def _healthy(self, state: TrainState) -> bool:
         if state.diverged:
             return False
-        params = [p.detach() for p in state.raw_model.parameters()]
-        if params and not torch.isfinite(torch.stack(torch._foreach_norm(params))).all():
+        # weights and buffers (BatchNorm statistics), by their max-norm: a 2-norm overflows on
+        # large but finite values
+        tensors = [t.detach() for t in state.raw_model.state_dict().values() if t.is_floating_point()]
+        if tensors and not torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all():
             log.warning("checkpoint skipped at step %d: a weight is not finite", state.step)
             return False
         return True
@@ -76,8 +78,8 @@ class Checkpoint(Callback):
             for _, _, name in self.best[self.keep_best:]:
                 (self._dir(state) / name).unlink(missing_ok=True)
             self.best = self.best[: self.keep_best]
-            (self._dir(state) / "best.json").write_text(json.dumps(
-                [{"file": n, "epoch": e, self.monitor: sign * v} for v, e, n in self.best], indent=1))
+            write_json(self._dir(state) / "best.json",
+                       [{"file": n, "epoch": e, self.monitor: sign * v} for v, e, n in self.best])
 
     def state_dict(self) -> dict:
         return {"best": [list(b) for b in self.best]}
