@@ -55,7 +55,8 @@ def hardware() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
-        "cpu_count": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),  # the machine's, not the thread setting
+        "torch_threads": torch.get_num_threads(),
     }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -69,3 +69,19 @@ def test_provenance_records_the_working_directory_revision(repo_with_a_stale_ind
 
 def test_outside_a_checkout_the_revision_is_unknown(tmp_path):
     assert _provenance.git_revision(tmp_path) == "unknown"
+
+
+def test_hardware_records_the_machines_cpu_count_and_the_thread_setting_apart():
+    import os
+
+    import torch
+
+    from trickbag._provenance import hardware
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        info = hardware()
+    finally:
+        torch.set_num_threads(before)
+    assert info["cpu_count"] == os.cpu_count() and info["torch_threads"] == 1
