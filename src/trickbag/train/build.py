@@ -15,11 +15,12 @@ from torch import nn
 from trickbag import catalog
 from trickbag._atomic import save_torch, write_json
 from trickbag._validate import unknown
+from trickbag.train._imports import as_splits, call_with, import_object, is_import_path
 from trickbag.train.config import RunConfig, TrickSpec
 from trickbag.train.distributed import world
 from trickbag.train.trainer import Trainer, _resolve_device, seed_everything
 
-__all__ = ["Run", "build_run", "DATASETS", "LOSSES"]
+__all__ = ["Run", "build_run", "build_metrics", "DATASETS", "LOSSES"]
 
 
 def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str, skip: tuple[str, ...] = ()) -> None:
@@ -97,9 +98,14 @@ def load_splits(cfg: RunConfig):
     """The data set's splits, with a validation split made from the training data if needed."""
     from trickbag.data import split_off, subset
 
-    if cfg.data.name not in DATASETS:
-        raise unknown("data set", cfg.data.name, DATASETS)
-    splits = DATASETS[cfg.data.name](cfg)
+    if is_import_path(cfg.data.name):  # your own: package.module:callable(**options)
+        fn = import_object(cfg.data.name, "data")
+        splits = as_splits(call_with(fn, {"root": cfg.data.root, "path": cfg.data.path}, cfg.data.options,
+                                     f"data {cfg.data.name}"), f"data {cfg.data.name}")
+    elif cfg.data.name not in DATASETS:
+        raise unknown("data set", cfg.data.name, [*DATASETS, "package.module:callable"])
+    else:
+        splits = DATASETS[cfg.data.name](cfg)
     if splits.val is None and cfg.data.val_fraction > 0:
         splits.train, splits.val = split_off(splits.train, cfg.data.val_fraction, seed=cfg.data.split_seed)
     if cfg.data.subset:
@@ -116,6 +122,16 @@ def build_model(cfg: RunConfig, splits) -> nn.Module:
     spec = dict(cfg.model)
     name = spec.pop("name")
     init = spec.pop("init", None)
+    if is_import_path(name):  # your own: package.module:callable(input_shape=..., num_classes=..., **kwargs)
+        fn = import_object(name, "model")
+        offered = {"input_shape": splits.input_shape, "num_classes": splits.num_classes,
+                   "vocab_size": len(splits.vocab) if splits.vocab else None}
+        model = call_with(fn, offered, spec, f"model {name}")
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model {name!r} returned {type(model).__name__}, not a torch.nn.Module")
+        if init:
+            init_weights(model, init)
+        return model
     if ":" in name:
         model = peer_model(name, spec, splits.input_shape, splits.num_classes)
         if init:
@@ -186,10 +202,32 @@ def build_loss(cfg: RunConfig) -> nn.Module:
     table = {**LOSSES, "focal_loss": FocalLoss, "sigmoid_focal_loss": SigmoidFocalLoss}
     spec = dict(cfg.loss)
     name = spec.pop("name")
+    if is_import_path(name):  # your own: a loss class or a function returning one
+        loss = call_with(import_object(name, "loss"), {}, spec, f"loss {name}")
+        if not callable(loss):
+            raise ValueError(f"loss {name!r} built a {type(loss).__name__}, not a callable loss(outputs, targets)")
+        return loss
     if name not in table:
-        raise unknown("loss", name, table)
+        raise unknown("loss", name, [*table, "package.module:callable"])
     _check_kwargs(table[name], spec, f"loss {name}")
     return table[name](**spec)
+
+
+def build_metrics(cfg: RunConfig) -> dict[str, Callable[..., Any]]:
+    """``metrics: {name: "package.module:fn"}`` or ``{name: {name: "package.module:fn", **kwargs}}``:
+    extra evaluation metrics ``fn(outputs, targets, **kwargs) -> batch mean``, reported as
+    ``val_<name>`` and ``test_<name>``."""
+    import functools
+
+    out = {}
+    for key, spec in (cfg.metrics or {}).items():
+        spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+        path = spec.pop("name", None)
+        if not is_import_path(path):
+            raise ValueError(f"metrics.{key} must be 'package.module:function' (or {{name: ..., **kwargs}}), got {path!r}")
+        fn = import_object(path, f"metric {key}")
+        out[key] = functools.partial(fn, **spec) if spec else fn
+    return out
 
 
 def _steps(spec: dict[str, Any], steps_per_epoch: int, fn: Callable[..., Any]) -> dict[str, Any]:
@@ -374,10 +412,10 @@ def check_names(cfg: RunConfig) -> None:
     from trickbag.optim import list_optimizers
 
     checks = [
-        ("data set", cfg.data.name, DATASETS),
+        ("data set", cfg.data.name, [*DATASETS, "package.module:callable"]),
         ("data.loader", cfg.data.loader, ("device", "torch")),
-        ("model", cfg.model["name"], [*MODELS, *(f"{lib}:ARCH" for lib in PEER_MODELS)]),
-        ("loss", cfg.loss["name"], [*LOSSES, "focal_loss", "sigmoid_focal_loss"]),
+        ("model", cfg.model["name"], [*MODELS, *(f"{lib}:ARCH" for lib in PEER_MODELS), "package.module:callable"]),
+        ("loss", cfg.loss["name"], [*LOSSES, "focal_loss", "sigmoid_focal_loss", "package.module:callable"]),
         ("optimizer", cfg.optimizer["name"], list_optimizers()),
     ]
     if cfg.schedule:
@@ -385,6 +423,9 @@ def check_names(cfg: RunConfig) -> None:
     for what, name, valid in checks:
         if what == "model" and name.partition(":")[0] in PEER_MODELS and name.partition(":")[2]:
             continue  # the library checks the architecture when the model is built
+        if what in ("data set", "model", "loss") and is_import_path(name):
+            import_object(name, {"data set": "data"}.get(what, what))  # importable, and callable
+            continue
         if name not in valid:
             raise unknown(what, name, valid)
 
@@ -575,6 +616,6 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
         precision=cfg.train.precision, compile=cfg.train.compile, channels_last=cfg.train.channels_last,
         grad_accum_steps=cfg.train.grad_accum_steps, seed=seed, run_dir=run_path,
         track_train_acc=cfg.train.track_train_acc, progress=cfg.train.progress,
-        eval_every_steps=cfg.train.eval_every_steps,
+        eval_every_steps=cfg.train.eval_every_steps, metrics=build_metrics(cfg),
     )
     return Run(cfg, splits, trainer, evals.get("test"), run_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     ablation: dict[str, Any] | None = None  # read by `trickbag ablate`
     search: dict[str, Any] | None = None  # read by `trickbag search`
+    metrics: dict[str, Any] | None = None  # extra evaluation metrics: {name: "package.module:fn"}
+    plugins: list[str] = field(default_factory=list)  # modules imported first (they register tricks)
     source: str | None = None  # the file it came from (for relative data paths)
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +126,10 @@ class RunConfig:
             "tricks": [t.to_yaml() for t in self.tricks],
             "train": dataclasses.asdict(self.train),
         }
+        if self.metrics:
+            out["metrics"] = copy.deepcopy(self.metrics)
+        if self.plugins:
+            out["plugins"] = list(self.plugins)
         if self.ablation is not None:
             out["ablation"] = copy.deepcopy(self.ablation)
         if self.search is not None:
@@ -205,7 +212,7 @@ _TRAIN_RULES = {
     "channels_last": _bool, "grad_accum_steps": _int(1), "seed": _int(0), "threads": _int(1, True),
     "log_every": _int(1), "checkpoint_every_steps": _int(1, True), "checkpoint_every_epochs": _int(1, True),
     "keep_best": _int(0), "monitor": _str(), "nan_guard": _bool, "progress": _bool, "track_train_acc": _bool,
-    "eval_every_steps": _int(1, True),
+    "eval_every_steps": _int(1, True), "mode": _str(True),
 }
 
 
@@ -219,6 +226,8 @@ def _check_values(section: Any, rules: dict[str, Any], where: str) -> None:
         check_choice("data.loader", section.loader, ("device", "torch"))
     if where == "train":
         check_choice("train.precision", section.precision, ("fp32", "bf16", "fp16"))
+        if section.mode is not None:
+            check_choice("train.mode", section.mode, ("min", "max"))
 
 
 def _section(cls, values: Any, where: str):
@@ -282,6 +291,18 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> RunConfig:
         if key not in _SECTIONS:
             raise unknown("config section", key, _SECTIONS)
     defaults = RunConfig()
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ValueError(f"plugins must be a list of module names (e.g. [mypkg.tricks]), got {plugins!r}")
+    for module in plugins:  # before the tricks are read: plugins register tricks
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"plugins: cannot import {module!r} ({exc}); is its package installed, or its folder "
+                             "on PYTHONPATH?") from None
+    metrics = raw.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise ValueError(f"metrics must be a mapping {{name: 'package.module:function'}}, got {metrics!r}")
     tricks = raw.get("tricks") or []
     if not isinstance(tricks, list):
         raise ValueError(f"tricks must be a list, got {tricks!r}")
@@ -295,6 +316,8 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> RunConfig:
         train=_section(TrainConfig, raw.get("train"), "train"),
         ablation=raw.get("ablation"),
         search=raw.get("search"),
+        metrics=dict(metrics) if metrics else None,
+        plugins=list(plugins),
         source=source,
     )
     return cfg.validate()
