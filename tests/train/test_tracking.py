@@ -97,3 +97,40 @@ def test_a_missing_extra_names_it(monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "mlflow", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'trickbag\[mlflow\]'"):
         C.MLflowLogger()
+
+
+def test_config_loggers_track_a_cli_run_and_each_search_trial_under_the_study(tmp_path, monkeypatch):
+    """train.loggers: [mlflow]: `trickbag train` logs its run with the run's files; `trickbag
+    search` logs one run per trial in an experiment named after the search."""
+    pytest.importorskip("mlflow", reason="mlflow is not installed (extra: mlflow)")
+    import yaml
+    from mlflow import MlflowClient
+
+    from trickbag.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = {"data": {"name": "synthetic", "options": {"num_train": 160, "num_test": 64, "shape": [8], "num_classes": 3},
+                    "batch_size": 32},
+           "model": {"name": "mlp", "hidden": [16]}, "optimizer": {"name": "adamw", "lr": 0.01},
+           "train": {"epochs": 2, "progress": False, "loggers": [{"mlflow": {"tracking_uri": uri}}]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("trickbag").experiment_id])
+    assert run.info.run_name == "run" and run.info.status == "FINISHED"
+    assert {"results.json", "model.pt", "config.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.params["model.name"] == "mlp"
+
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: loguniform(1e-3, 0.1)\n")
+    assert main(["search", "--config", str(path), "--space", str(space), "--trials", "3", "--stages", "coarse",
+                 "--study", "tracked-search", "--out", str(tmp_path / "search")]) == 0
+    exp = client.get_experiment_by_name("tracked-search")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) >= 3 and {r.data.tags["stage"] for r in runs} >= {"coarse"}
+    with pytest.raises(ValueError, match="unknown logger in train.loggers 'mlflw'"):
+        from trickbag.train.build import build_run
+        from trickbag.train.config import load_config
+
+        build_run(load_config({**cfg, "train": {**cfg["train"], "loggers": ["mlflw"]}}))

@@ -174,9 +174,12 @@ class _Search:
                         "checkpoint_every_epochs": None, "keep_best": 0}
         if seed is not None:
             raw["train"]["seed"] = seed
+        stage = planned.name.rsplit("-", 1)[-1]
+        tracking = {"group": self.name, "run_name": f"{stage}-{trial.number}",
+                    "tags": {"stage": stage, "trial": trial.number, **{k: v for k, v in values.items()}}}
         return {"config": raw, "source": self.base.source, "epochs": epochs, "metric": self.opts["metric"],
                 "storage": self.url, "study": planned.name if prune else None, "number": trial.number,
-                "pruner": self.opts["pruner"], "test": test,
+                "pruner": self.opts["pruner"], "test": test, "tracking": tracking,
                 "device": self.devices[trial.number % len(self.devices)] if self.devices else None}
 
     def _suggest(self, planned, trial, params: list[Param], sampler_seed: int) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def run_search_trial(payload: dict[str, Any]) -> dict[str, Any]:
             study.get_trials(deepcopy=False)  # fills the study's storage cache, which Trial() relies on
             reporter = ReportToPruner(optuna.trial.Trial(study, tid), payload["metric"])
             cbs.append(reporter)
-        run = build_run(cfg, splits=splits, callbacks=cbs)
+        run = build_run(cfg, splits=splits, callbacks=cbs, tracking=payload.get("tracking"))
         fit_start = time.perf_counter()
         results = run.fit()
         train_time = time.perf_counter() - fit_start

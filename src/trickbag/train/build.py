@@ -475,7 +475,16 @@ class Run:
             save_torch(state.raw_model.state_dict(), self.run_dir / "model.pt")
         if main:
             write_json(self.run_dir / "results.json", _plain(results))
+        self._finish_tracking(diverged=bool(state.diverged))
         return results
+
+    def _finish_tracking(self, *, diverged: bool) -> None:
+        """Close the runs of train.loggers, with the run's files as artefacts."""
+        names = ("config.yaml", "results.json", "model.pt", "best_model.pt", "report.html", "report.md")
+        files = [self.run_dir / n for n in names] if self.run_dir is not None else []
+        for cb in self.trainer.callbacks:
+            if callable(getattr(cb, "finish", None)) and hasattr(cb, "_open"):
+                cb.finish(files, failed=diverged)
 
     def _keep_finite_weights(self, *, write: bool) -> str:
         """After a divergence: write the last finite weights as model.pt; say which they are."""
@@ -525,6 +534,56 @@ class Run:
         return sorted(names)
 
 
+def _logger_specs(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """``train.loggers`` as {name: parameters}; names checked against the known loggers."""
+    from trickbag.train.callbacks.tracking import TRACKERS
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in cfg.train.loggers:
+        if isinstance(item, str):
+            name, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, params = next(iter(item.items()))
+            params = dict(params or {})
+        else:
+            raise ValueError(f"train.loggers entries are a name or {{name: {{params}}}}, got {item!r}")
+        if name not in (*TRACKERS, "tensorboard"):
+            raise unknown("logger in train.loggers", name, [*TRACKERS, "tensorboard"])
+        if name == "tensorboard" and params:
+            raise ValueError(f"the tensorboard logger takes no parameters (it writes RUN_DIR/tensorboard), got {params!r}")
+        out[name] = params
+    return out
+
+
+def build_trackers(cfg: RunConfig, loggers: dict[str, dict[str, Any]], run_dir: Path | None,
+                   tracking: dict[str, Any] | None = None) -> list[Any]:
+    """The MLflow and W&B loggers of ``train.loggers``, given the config to record and the run's
+    group, name and tags (TensorBoard goes through the metrics log of a run directory)."""
+    from trickbag.train.callbacks.tracking import TRACKERS
+
+    tracking = dict(tracking or {})
+    group, run_name, tags = tracking.get("group"), tracking.get("run_name"), dict(tracking.get("tags") or {})
+    if run_name is None and run_dir is not None:
+        run_name = run_dir.name
+    out = []
+    for name, params in loggers.items():
+        if name == "tensorboard":
+            continue
+        cls = TRACKERS[name]
+        params = dict(params)
+        if name == "mlflow":
+            params.setdefault("experiment", group or "trickbag")
+            params.setdefault("run_name", run_name)
+            params["tags"] = {**tags, **params.get("tags", {})}
+        else:
+            params.setdefault("group", group)
+            params.setdefault("run_name", run_name)
+            params["tags"] = [*(f"{k}={v}" for k, v in tags.items()), *params.get("tags", [])]
+        _check_kwargs(cls.__init__, params, f"logger {name}", skip=("config",))
+        out.append(cls(config=cfg.to_dict(), **params))
+    return out
+
+
 def _nonfinite(state_dict: dict[str, Any]) -> list[str]:
     """Names of the floating-point tensors (weights and buffers) with a NaN or an infinity."""
     return [k for k, t in state_dict.items()
@@ -545,9 +604,12 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None, callbacks=()) -> Run:
+def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None, callbacks=(),
+              tracking: dict[str, Any] | None = None) -> Run:
     """Everything a config describes, ready to ``fit()``. Unknown names and parameters fail
-    here, before any training. ``splits`` reuses already loaded data."""
+    here, before any training. ``splits`` reuses already loaded data. ``tracking`` names the
+    tracked run of ``train.loggers`` (``group``: the ablation's or search's study, ``run_name``,
+    ``tags``), so the trials of one study are grouped."""
     from trickbag.augment import build_augment, fit_normalizer
     from trickbag.data import DeviceLoader, TorchLoader
     from trickbag.train import callbacks as C
@@ -603,13 +665,16 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
     cbs = list(plan.callbacks) + list(callbacks)
     if cfg.train.nan_guard:
         cbs.insert(0, C.NaNGuard())
+    loggers = _logger_specs(cfg)
     if run_path is not None:
-        cbs.append(C.MetricsLogger(every_steps=cfg.train.log_every))
+        cbs.append(C.MetricsLogger(every_steps=cfg.train.log_every,
+                                   tensorboard=True if "tensorboard" in loggers else None))
         if cfg.train.checkpoint_every_steps or cfg.train.checkpoint_every_epochs or cfg.train.keep_best:
             cbs.append(C.Checkpoint(every_steps=cfg.train.checkpoint_every_steps,
                                     every_epochs=cfg.train.checkpoint_every_epochs,
                                     keep_best=cfg.train.keep_best, monitor=cfg.train.monitor,
                                     mode=cfg.train.mode))
+    cbs += build_trackers(cfg, loggers, run_path, tracking)
     trainer = Trainer(
         model, train, val_data=evals.get("val"), loss=criterion, optimizer=optimizer_factory(cfg.optimizer),
         schedule=schedule, callbacks=cbs, epochs=cfg.train.epochs, steps=cfg.train.steps, device=device,

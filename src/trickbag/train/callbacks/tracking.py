@@ -118,7 +118,8 @@ class MLflowLogger(_Tracker):
         self._client = client = MlflowClient(tracking_uri=self.tracking_uri)
         exp = client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
-        run = client.create_run(exp_id, run_name=self.run_name, tags={"trickbag.seed": str(state.seed), **self.tags})
+        tags = {"trickbag.seed": str(state.seed), **{k: str(v) for k, v in self.tags.items()}}
+        run = client.create_run(exp_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         from mlflow.entities import Param
 
