@@ -36,7 +36,7 @@ def contract_config(name: str, *extra: str, model: dict[str, Any] | None = None,
         "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
         "tricks": [name, *extra],
         "train": {"epochs": None, "steps": steps, "progress": False, "checkpoint_every_steps": checkpoint_every_steps,
-                  "checkpoint_every_epochs": None, "seed": 3},
+                  "checkpoint_every_epochs": None, "seed": 3, "deterministic": True},
     })
 
 

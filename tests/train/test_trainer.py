@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from trickbag.data import DeviceLoader
+from trickbag.data import DeviceLoader, synthetic
 from trickbag.train import Event, Trainer
 from trickbag.train.callbacks import Callback
 
@@ -141,3 +143,27 @@ def test_bad_arguments(kwargs, match):
     splits = data(n=64)
     with pytest.raises(ValueError, match=match):
         Trainer(mlp(), DeviceLoader(splits.train, 32), progress=False, **kwargs)
+
+
+def test_deterministic_switch_holds_for_the_fit_and_restores_the_settings():
+    from trickbag.train import callbacks as C
+
+    seen = {}
+
+    class Spy(C.Callback):
+        def on_step_end(self, state):
+            seen["algorithms"] = torch.are_deterministic_algorithms_enabled()
+            seen["benchmark"] = torch.backends.cudnn.benchmark
+            seen["cublas"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+
+    before = torch.are_deterministic_algorithms_enabled()
+    splits = synthetic(num_train=64, num_test=16, shape=(4,), num_classes=2)
+    Trainer(torch.nn.Linear(4, 2), DeviceLoader(splits.train, 32), callbacks=[Spy()], steps=1, progress=False,
+            deterministic=True).fit()
+    assert seen == {"algorithms": True, "benchmark": False, "cublas": seen["cublas"]} and seen["cublas"]
+    assert torch.are_deterministic_algorithms_enabled() == before  # restored
+    from trickbag.train.config import load_config
+
+    assert load_config({"train": {"deterministic": True}}).train.deterministic is True
+    with pytest.raises(ValueError, match="train.deterministic must be true or false"):
+        load_config({"train": {"deterministic": "yes"}})

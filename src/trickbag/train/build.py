@@ -681,6 +681,6 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
         precision=cfg.train.precision, compile=cfg.train.compile, channels_last=cfg.train.channels_last,
         grad_accum_steps=cfg.train.grad_accum_steps, seed=seed, run_dir=run_path,
         track_train_acc=cfg.train.track_train_acc, progress=cfg.train.progress,
-        eval_every_steps=cfg.train.eval_every_steps, metrics=build_metrics(cfg),
+        eval_every_steps=cfg.train.eval_every_steps, metrics=build_metrics(cfg), deterministic=cfg.train.deterministic,
     )
     return Run(cfg, splits, trainer, evals.get("test"), run_path)

@@ -80,6 +80,7 @@ class TrainConfig:
     track_train_acc: bool = False
     eval_every_steps: int | None = None
     loggers: list[Any] = field(default_factory=list)  # [tensorboard, mlflow, wandb] or {mlflow: {tracking_uri: ...}}
+    deterministic: bool = False  # bitwise-repeatable on GPUs too (slower): deterministic kernels only
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ _TRAIN_RULES = {
     "channels_last": _bool, "grad_accum_steps": _int(1), "seed": _int(0), "threads": _int(1, True),
     "log_every": _int(1), "checkpoint_every_steps": _int(1, True), "checkpoint_every_epochs": _int(1, True),
     "keep_best": _int(0), "monitor": _str(), "nan_guard": _bool, "progress": _bool, "track_train_acc": _bool,
-    "eval_every_steps": _int(1, True), "mode": _str(True), "loggers": _of(list, "a list such as [mlflow]"),
+    "eval_every_steps": _int(1, True), "mode": _str(True), "loggers": _of(list, "a list such as [mlflow]"), "deterministic": _bool,
 }
 
 

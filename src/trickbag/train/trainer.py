@@ -52,6 +52,26 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def _deterministic(on: bool):
+    """Deterministic algorithms for a block (a no-op when ``on`` is False); settings restored."""
+    if not on:
+        yield
+        return
+    import os
+
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
+
+
 def _plain_forward(model: nn.Module, x: Tensor) -> Tensor:
     return model(x)
 
@@ -98,6 +118,11 @@ class Trainer:
         track_train_acc: also accumulate training accuracy (``train_acc``).
         eval_every_steps: also evaluate ``val_data`` every this many updates within an epoch
             (EVAL_START / EVAL_END fire around it; the values go into ``state.metrics``).
+        deterministic: bitwise-repeatable training on GPUs too, for the length of ``fit()``:
+            ``torch.use_deterministic_algorithms(True)``, cuDNN's benchmark off and its
+            deterministic kernels on, and ``CUBLAS_WORKSPACE_CONFIG`` set (slower; an operation
+            with no deterministic kernel raises, naming itself). The previous settings return
+            when ``fit()`` ends.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel,
     loaders with a ``rank`` shard their data, and only rank 0 logs and checkpoints. The trainer
@@ -139,6 +164,7 @@ class Trainer:
         track_train_acc: bool = False,
         progress: bool = True,
         eval_every_steps: int | None = None,
+        deterministic: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -171,6 +197,7 @@ class Trainer:
         if eval_every_steps is not None:
             check_positive_int("eval_every_steps", eval_every_steps)
         self.eval_every_steps = eval_every_steps
+        self.deterministic = bool(deterministic)
         self.callbacks: list[Callback] = list(callbacks)
         if schedule is not None:
             from trickbag.train.callbacks import LRSchedule
@@ -302,12 +329,13 @@ class Trainer:
         if self._fit_done:
             return s.history
         self._fit_started = time.perf_counter()
-        self._fire(Event.FIT_START)
-        # An epoch in progress (resumed mid-epoch, even at the last step) is always completed.
-        while s.batch_index > 0 or (s.epoch < s.epochs and s.step < s.total_steps and not s.stop_training):
-            self._train_epoch(s)
-            self._end_epoch(s)
-        self._fire(Event.FIT_END)
+        with _deterministic(self.deterministic):
+            self._fire(Event.FIT_START)
+            # An epoch in progress (resumed mid-epoch, even at the last step) is always completed.
+            while s.batch_index > 0 or (s.epoch < s.epochs and s.step < s.total_steps and not s.stop_training):
+                self._train_epoch(s)
+                self._end_epoch(s)
+            self._fire(Event.FIT_END)
         self._fit_done = True
         return s.history
 
