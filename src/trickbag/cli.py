@@ -74,6 +74,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from trickbag.train.export import export_run
+
+    path = export_run(args.dir, weights=args.weights, out=args.out)
+    print(f"exported: {path}  (load it with torch.export.load(path).module())")
+    return 0
+
+
 def _cmd_ablate(args: argparse.Namespace) -> int:
     from trickbag.ablation import run
     from trickbag.ablation.report import table_text
@@ -221,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
     p.add_argument("dir")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="a run's model as a torch.export program (RUN_DIR/model.pt2)")
+    p.add_argument("dir", help="a finished run directory")
+    p.add_argument("--weights", choices=("best", "final"), default="best",
+                   help="best_model.pt (default) or model.pt")
+    p.add_argument("--out", default=None, help="where to write the program (default RUN_DIR/model.pt2)")
+    p.set_defaults(func=_cmd_export)
 
     debug_help = "on an error, print the traceback too (by default: one line)"
     parser.add_argument("--debug", action="store_true", help=debug_help)

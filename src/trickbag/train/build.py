@@ -473,7 +473,9 @@ class Run:
             results["kept"] = self._keep_finite_weights(write=main)
         elif main:
             save_torch(state.raw_model.state_dict(), self.run_dir / "model.pt")
+            results["best_model"] = self._write_best_model()
         if main:
+            results["model_input"] = self.model_input()
             write_json(self.run_dir / "results.json", _plain(results))
         self._finish_tracking(diverged=bool(state.diverged))
         return results
@@ -485,6 +487,31 @@ class Run:
         for cb in self.trainer.callbacks:
             if callable(getattr(cb, "finish", None)) and hasattr(cb, "_open"):
                 cb.finish(files, failed=diverged)
+
+    def model_input(self) -> dict[str, Any]:
+        """What rebuilding the model needs without the data (``trickbag export``): the input
+        shape and dtype the model sees, the class count, the vocabulary size."""
+        train = self.splits.train
+        floating = train.inputs.is_floating_point() or train.kind == "image"  # images reach the model normalised
+        return {"input_shape": list(self.splits.input_shape), "num_classes": self.splits.num_classes,
+                "input_dtype": "float32" if floating else str(train.inputs.dtype).replace("torch.", ""),
+                "vocab_size": len(self.splits.vocab) if self.splits.vocab else None}
+
+    def _write_best_model(self) -> str:
+        """``best_model.pt``: the weights alone (a state dict, loadable with weights_only=True) of
+        the best epoch kept by ``train.keep_best``, else the weights the run ended with."""
+        from trickbag.train.checkpoint import load_checkpoint
+        from trickbag.train.callbacks import Checkpoint
+
+        keeper = next((c for c in self.trainer.callbacks if isinstance(c, Checkpoint) and c.keep_best and c.best), None)
+        if keeper is not None:
+            _, epoch, name = keeper.best[0]
+            path = keeper._dir(self.trainer.state) / name
+            if path.exists():
+                save_torch(load_checkpoint(path)["model"], self.run_dir / "best_model.pt")
+                return f"epoch {epoch}, the best by {keeper.monitor} ({keeper.mode})"
+        save_torch(self.trainer.state.raw_model.state_dict(), self.run_dir / "best_model.pt")
+        return "the final weights (no train.keep_best)"
 
     def _keep_finite_weights(self, *, write: bool) -> str:
         """After a divergence: write the last finite weights as model.pt; say which they are."""
