@@ -126,3 +126,34 @@ def test_model_surgery_tricks_work_on_the_users_model(on_path):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in modules)
     block = model[3]
     assert isinstance(block.last_norm, torch.nn.GroupNorm) and float(block.last_norm.weight.abs().sum()) == 0
+
+
+def test_dict_batches_with_the_keys_named_in_the_config(on_path):
+    """Hugging Face-style data: items are dicts; data.batch_keys names inputs and targets, for
+    the device loader (read into tensors), torch's DataLoader and a hand-made list of batches."""
+    from trickbag.data import ArrayDataset
+    from trickbag.train import Trainer
+    from trickbag.train.build import build_run
+    from trickbag.train.config import load_config
+
+    base = {**CONFIG, "data": {"name": "usrpkg.data:load_dicts", "batch_size": 40, "batch_keys": ["features", "target"]},
+            "tricks": [], "metrics": None}
+    for loader in ("device", "torch"):
+        cfg = load_config({**base, "data": {**base["data"], "loader": loader}})
+        results = build_run(cfg).fit()
+        assert results["final"]["val_acc"] > 0.8, loader
+    with pytest.raises(ValueError, match=r"items have keys \['features', 'id', 'target'\], not \['input', 'label'\]"):
+        build_run(load_config({**base, "data": {**base["data"], "batch_keys": ["input", "label"]}}))
+    data = ArrayDataset(torch.randn(64, 6), torch.arange(64) % 2)
+    batches = [{"pixel_values": data.inputs[i:i + 16], "labels": data.targets[i:i + 16]} for i in range(0, 64, 16)]
+    t = Trainer(torch.nn.Linear(6, 2), batches, val_data=batches, epochs=1, progress=False,
+                batch_keys=("pixel_values", "labels"))
+    assert "val_acc" in t.fit()[-1]
+    with pytest.raises(ValueError, match="name its inputs and targets"):
+        Trainer(torch.nn.Linear(6, 2), batches, epochs=1, progress=False).fit()
+    from trickbag.data import TorchLoader
+    from usrpkg.data import DictBlobs
+
+    loader = TorchLoader(DictBlobs(48, 3, 0), 16, batch_keys=("features", "target"))  # collated dict batches
+    x, y = next(iter(loader))
+    assert x.shape == (16, 6) and y.dtype == torch.int64

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -170,6 +170,7 @@ class TorchLoader(_Batches):
         augment: Transform | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        batch_keys: tuple[str, str] = ("input", "label"),
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
@@ -184,6 +185,7 @@ class TorchLoader(_Batches):
                 "DeviceLoader passes: use data.loader: device"
             )
         self.augment, self.seed, self.num_workers = augment, seed, num_workers
+        self.batch_keys = tuple(batch_keys)
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
         self.epoch, self.position = 0, 0
         self.generator = torch.Generator(device=self.device).manual_seed(seed + 7919 * rank)
@@ -206,9 +208,13 @@ class TorchLoader(_Batches):
         return len(self._loader())
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for b, (x, y) in enumerate(self._loader()):
+        for b, batch in enumerate(self._loader()):
             if b < self.position:
                 continue
+            if isinstance(batch, Mapping):  # dict items (Hugging Face style): keys name inputs and targets
+                x, y = batch[self.batch_keys[0]], batch[self.batch_keys[1]]
+            else:
+                x, y = batch
             x = self._finish(x.to(self.device, non_blocking=True))
             y = y.to(self.device, non_blocking=True)
             self.position = b + 1

@@ -85,7 +85,7 @@ def lr_find(
             if batch is None:
                 it = iter(data)
                 batch = next(it)
-            x, y = batch
+            x, y = trainer.unpack(batch)
             x, y = x.to(s.device), y.to(s.device)
             s.inputs, s.targets, s.mix = x, y, None
             with trainer.autocast():

@@ -58,11 +58,12 @@ def call_with(fn: Callable[..., Any], offered: Mapping[str, Any], kwargs: Mappin
     return fn(**extra, **kwargs)
 
 
-def as_splits(obj: Any, what: str):
+def as_splits(obj: Any, what: str, keys: tuple[str, str] = ("input", "label")):
     """What a data callable may return, as trickbag's :class:`~trickbag.data.Splits`: Splits
     themselves, or a mapping ``{"train": ..., "val": ..., "test": ...}`` (val and test
     optional) or a tuple ``(train, val, test)`` of ArrayDatasets, ``(inputs, targets)`` tensor
-    pairs, or map-style torch datasets of ``(input, target)`` items (read once into tensors)."""
+    pairs, or map-style torch datasets of ``(input, target)`` items or of dict items (as Hugging
+    Face datasets give; ``keys`` names the inputs and targets), read once into tensors."""
     from trickbag.data import ArrayDataset, Splits
 
     if isinstance(obj, Splits):
@@ -86,6 +87,12 @@ def as_splits(obj: Any, what: str):
             return ArrayDataset(part[0], part[1])
         if isinstance(part, torch.utils.data.Dataset) and hasattr(part, "__len__"):
             items = [part[i] for i in range(len(part))]
+            if items and isinstance(items[0], Mapping):
+                missing = [k for k in keys if k not in items[0]]
+                if missing:
+                    raise ValueError(f"{what}: the {split} items have keys {sorted(items[0])}, not {missing}; "
+                                     "set data.batch_keys: [inputs_key, targets_key]")
+                items = [(item[keys[0]], item[keys[1]]) for item in items]
             xs, ys = zip(*items)
             return ArrayDataset(torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
         raise ValueError(f"{what}: the {split} split is a {type(part).__name__}; give an ArrayDataset, an "

@@ -101,7 +101,7 @@ def load_splits(cfg: RunConfig):
     if is_import_path(cfg.data.name):  # your own: package.module:callable(**options)
         fn = import_object(cfg.data.name, "data")
         splits = as_splits(call_with(fn, {"root": cfg.data.root, "path": cfg.data.path}, cfg.data.options,
-                                     f"data {cfg.data.name}"), f"data {cfg.data.name}")
+                                     f"data {cfg.data.name}"), f"data {cfg.data.name}", keys=tuple(cfg.data.batch_keys))
     elif cfg.data.name not in DATASETS:
         raise unknown("data set", cfg.data.name, [*DATASETS, "package.module:callable"])
     else:
@@ -662,7 +662,7 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
     loader_cls = {"device": DeviceLoader, "torch": TorchLoader}.get(cfg.data.loader)
     if loader_cls is None:
         raise unknown("data.loader", cfg.data.loader, ("device", "torch"))
-    extra = {"num_workers": cfg.data.num_workers} if loader_cls is TorchLoader else {}
+    extra = {"num_workers": cfg.data.num_workers, "batch_keys": tuple(cfg.data.batch_keys)} if loader_cls is TorchLoader else {}
     common = dict(device=device, normalize=normalizer, rank=rank, world_size=size, channels_last=cfg.train.channels_last, **extra)
     train = loader_cls(splits.train, cfg.data.batch_size, shuffle=True, augment=augment, seed=seed, **common)
     evals = {k: loader_cls(getattr(splits, k), cfg.data.eval_batch_size, shuffle=False, drop_last=False, **common)
@@ -709,5 +709,6 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
         grad_accum_steps=cfg.train.grad_accum_steps, seed=seed, run_dir=run_path,
         track_train_acc=cfg.train.track_train_acc, progress=cfg.train.progress,
         eval_every_steps=cfg.train.eval_every_steps, metrics=build_metrics(cfg), deterministic=cfg.train.deterministic,
+        batch_keys=tuple(cfg.data.batch_keys),
     )
     return Run(cfg, splits, trainer, evals.get("test"), run_path)

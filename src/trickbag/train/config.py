@@ -54,6 +54,7 @@ class DataConfig:
     augment: list[Any] = field(default_factory=list)  # applied by the loader to training batches
     loader: str = "device"  # "device" (whole data set on the device) or "torch" (DataLoader)
     num_workers: int = 0
+    batch_keys: list[str] = field(default_factory=lambda: ["input", "label"])  # inputs, targets of dict batches
 
 
 @dataclass
@@ -208,6 +209,8 @@ _DATA_RULES = {
     "name": _str(), "root": _str(True), "path": _str(True), "options": _of(dict, "a mapping"),
     "batch_size": _int(1), "eval_batch_size": _int(1), "val_fraction": _fraction, "split_seed": _int(0),
     "subset": _int(1, True), "augment": _of(list, "a list"), "loader": _str(), "num_workers": _int(0),
+    "batch_keys": lambda v: None if isinstance(v, list) and len(v) == 2 and all(isinstance(k, str) for k in v)
+    else "two keys [inputs, targets], e.g. [pixel_values, label]",
 }
 _TRAIN_RULES = {
     "epochs": _int(1, True), "steps": _int(1, True), "precision": _str(), "device": _device, "compile": _bool,

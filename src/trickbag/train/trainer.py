@@ -123,6 +123,8 @@ class Trainer:
             deterministic kernels on, and ``CUBLAS_WORKSPACE_CONFIG`` set (slower; an operation
             with no deterministic kernel raises, naming itself). The previous settings return
             when ``fit()`` ends.
+        batch_keys: for batches that are mappings (as Hugging Face datasets give), the keys of
+            the inputs and of the targets. Tuple batches are ``(inputs, targets)``.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel,
     loaders with a ``rank`` shard their data, and only rank 0 logs and checkpoints. The trainer
@@ -165,6 +167,7 @@ class Trainer:
         progress: bool = True,
         eval_every_steps: int | None = None,
         deterministic: bool = False,
+        batch_keys: tuple[str, str] = ("input", "label"),
     ):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -198,6 +201,10 @@ class Trainer:
             check_positive_int("eval_every_steps", eval_every_steps)
         self.eval_every_steps = eval_every_steps
         self.deterministic = bool(deterministic)
+        if (not isinstance(batch_keys, (tuple, list)) or len(batch_keys) != 2
+                or not all(isinstance(k, str) for k in batch_keys)):
+            raise ValueError(f"batch_keys must be two keys (inputs, targets), got {batch_keys!r}")
+        self.batch_keys = tuple(batch_keys)
         self.callbacks: list[Callback] = list(callbacks)
         if schedule is not None:
             from trickbag.train.callbacks import LRSchedule
@@ -306,6 +313,18 @@ class Trainer:
             return m.lam * crit(outputs, m.targets_a) + (1 - m.lam) * crit(outputs, m.targets_b)
         return crit(outputs, state.targets)
 
+    def unpack(self, batch: Any) -> tuple[Any, Any]:
+        """``(inputs, targets)`` of a batch: a pair as it is, a mapping by ``batch_keys``."""
+        if isinstance(batch, Mapping):
+            k_in, k_out = self.batch_keys
+            missing = [k for k in (k_in, k_out) if k not in batch]
+            if missing:
+                raise ValueError(f"a batch has keys {sorted(batch)}, not {missing}; name its inputs and targets with "
+                                 f"Trainer(batch_keys=(inputs, targets)) or data.batch_keys in a config")
+            return batch[k_in], batch[k_out]
+        x, y = batch
+        return x, y
+
     def backward(self, loss: Tensor) -> None:
         """Back-propagate ``loss`` as the loop does (accumulation scaling, fp16 scaler)."""
         if self.grad_accum_steps > 1:
@@ -377,7 +396,7 @@ class Trainer:
                 if batch is None:
                     break
                 got += 1
-                x, y = batch
+                x, y = self.unpack(batch)
                 if x.device != device:
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 s.micro_batch, s.inputs, s.targets, s.mix = micro, x, y, None
@@ -482,7 +501,8 @@ class Trainer:
         classification, many_classes = False, False
         custom = {k: torch.zeros((), device=self.device, dtype=torch.float64) for k in self.extra_metrics}
         try:
-            for x, y in data:
+            for batch in data:
+                x, y = self.unpack(batch)
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -528,7 +548,10 @@ class Trainer:
         outs = []
         try:
             for batch in data:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                if isinstance(batch, Mapping):
+                    x = self.unpack(batch)[0]
+                else:
+                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with self.autocast():
                     outs.append(forward(model, x.to(self.device)).float().cpu())
         finally:

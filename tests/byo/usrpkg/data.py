@@ -20,3 +20,14 @@ class Blobs(torch.utils.data.Dataset):
 def load(n_train=240, classes=3):
     """Returns {'train', 'val', 'test'} torch datasets; trickbag reads them into tensors."""
     return {"train": Blobs(n_train, classes, 0), "val": Blobs(60, classes, 1), "test": Blobs(60, classes, 2)}
+
+
+class DictBlobs(Blobs):
+    """The same data as a Hugging Face-style dataset: each item a dict."""
+
+    def __getitem__(self, i):
+        return {"features": self.x[i], "target": int(self.y[i]), "id": i}
+
+
+def load_dicts(n_train=240, classes=3):
+    return {"train": DictBlobs(n_train, classes, 0), "val": DictBlobs(60, classes, 1)}
