@@ -224,6 +224,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     model = mlp()
     t = run([Score(), C.EarlyStopping(monitor="score", mode="max", patience=3)], epochs=6, model=model)
     assert len(t.state.history) == 5 and "has not improved for 3 epochs" in t.state.stop_reason
+    assert t.state.stop_reason.startswith("early stopping after epoch 5:") and "keeps epoch 2's weights" in t.state.stop_reason
     assert t.state.metrics["best_epoch"] == 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, snapshots[2][k])
@@ -620,3 +621,25 @@ def test_config_with_mixup_and_cutmix_builds_one_mixer():
                        "tricks": ["mixup:prob=0.5", "cutmix:prob=0.7"]})
     with pytest.raises(ValueError, match="give prob once"):
         apply_tricks(bad)
+
+
+def test_the_progress_bar_says_that_a_run_stopped_and_why():
+    import io
+
+    out = io.StringIO()
+    scores = iter([0.5, 0.4, 0.3, 0.2])
+
+    class Score(C.Callback):
+        def on_eval_end(self, state):
+            state.metrics["score"] = next(scores)
+
+    run([Score(), C.EarlyStopping(monitor="score", mode="max", patience=2), C.ProgressBar(stream=out)], epochs=4)
+    assert "stopped: early stopping after epoch 3: score has not improved for 2 epochs" in out.getvalue()
+
+
+def test_a_cuda_loader_without_cuda_says_so():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    splits = data(n=32)
+    with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
+        DeviceLoader(splits.train, 8, device="cuda")

@@ -16,6 +16,14 @@ __all__ = ["DeviceLoader", "TorchLoader"]
 Transform = Callable[..., Tensor]
 
 
+def _check_device(device: str | torch.device) -> torch.device:
+    """The device, or a clear error where torch would assert (CUDA asked for, none present)."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu' (or the trainer's 'auto')")
+    return device
+
+
 class _Batches:
     """What both loaders share: on-device batch preparation and resumable position."""
 
@@ -103,7 +111,7 @@ class DeviceLoader(_Batches):
         check_positive_int("batch_size", batch_size)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         self.inputs = data.inputs.to(self.device)
         self.targets = data.targets.to(self.device)
         self.batch_size = batch_size
@@ -175,7 +183,7 @@ class TorchLoader(_Batches):
         world_size: int = 1,
         channels_last: bool = False,
     ):
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
         self.drop_last = shuffle if drop_last is None else drop_last
         self.normalize = normalize.to(self.device) if isinstance(normalize, torch.nn.Module) else normalize

@@ -39,8 +39,9 @@ class EarlyStopping(Callback):
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def _reason(self) -> str:
-        return (f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
-                f"(best {self.best:.4g} at epoch {self.best_epoch})")
+        kept = f"; the model keeps epoch {self.best_epoch}'s weights" if self.restore_best else ""
+        return (f"early stopping after epoch {self.best_epoch + self.wait}: {self.monitor} has not improved for "
+                f"{self.patience} epochs (best {self.best:.4g} at epoch {self.best_epoch}){kept}")
 
     def reported_metrics(self, val_metrics: list[str]) -> list[str]:
         """With ``restore_best``, the epoch whose weights the model ends with."""

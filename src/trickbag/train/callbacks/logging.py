@@ -140,3 +140,7 @@ class ProgressBar(Callback):
         remaining = (state.epochs - state.epoch - 1) * m.get("epoch_time", 0.0)
         parts.append(f"ETA {remaining:.0f}s")
         print("  ".join(parts), file=self.stream or sys.stderr, flush=True)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if state.is_main and state.stop_reason:  # say that the run stopped early, and why
+            print(f"stopped: {state.stop_reason}", file=self.stream or sys.stderr, flush=True)
