@@ -40,12 +40,12 @@ def cfg(model, *tricks, steps=3):
 def test_check_names_accepts_library_prefixes_and_names_the_valid_ones():
     check_names(cfg({"name": "torchvision:resnet18"}))
     check_names(cfg({"name": "timm:convnext_atto"}))
-    with pytest.raises(ValueError, match="torchvision:ARCH"):
+    with pytest.raises(ValueError, match="did you mean torchvision:resnet18.*torchvision:ARCH"):
         check_names(cfg({"name": "torchvison:resnet18"}))
 
 
 def test_an_unknown_library_is_named():
-    with pytest.raises(ValueError, match="keras.*torchvision"):
+    with pytest.raises(ValueError, match="'keras'.*torchvision:ARCH, timm:ARCH, or package.module:callable"):
         build_run(cfg({"name": "keras:resnet18"}), splits=IMAGES)
 
 

@@ -23,14 +23,23 @@ def is_import_path(name: Any) -> bool:
         part.isidentifier() for part in module.split(".") + attr.split("."))
 
 
-def import_object(path: str, what: str) -> Any:
-    """Import ``"package.module:attr"`` (``attr`` may be dotted); errors name the config entry."""
+def import_object(path: str, what: str, *, libraries: tuple[str, ...] = ()) -> Any:
+    """Import ``"package.module:attr"`` (``attr`` may be dotted); errors name the config entry.
+    ``libraries``: the ``LIBRARY:NAME`` prefixes the entry also takes (``torchvision``, ``timm``),
+    named in the error when an undotted prefix imports nothing (most likely a typo of one)."""
     module_name, _, attr = path.partition(":")
     try:
         obj = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"{what} {path!r}: cannot import module {module_name!r} ({exc}); is its package installed, "
-                         "or its folder on PYTHONPATH?") from None
+        hint = "; is its package installed, or its folder on PYTHONPATH?"
+        if libraries and "." not in module_name:
+            import difflib
+
+            close = difflib.get_close_matches(module_name, libraries, n=1)
+            prefixes = ", ".join(f"{lib}:ARCH" for lib in libraries)
+            hint = (f"; did you mean {close[0]}:{attr}?" if close else ";") + \
+                f" Valid prefixes: {prefixes}, or package.module:callable"
+        raise ValueError(f"{what} {path!r}: cannot import module {module_name!r} ({exc}){hint}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]

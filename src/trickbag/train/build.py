@@ -123,7 +123,7 @@ def build_model(cfg: RunConfig, splits) -> nn.Module:
     name = spec.pop("name")
     init = spec.pop("init", None)
     if is_import_path(name):  # your own: package.module:callable(input_shape=..., num_classes=..., **kwargs)
-        fn = import_object(name, "model")
+        fn = import_object(name, "model", libraries=tuple(PEER_MODELS))
         offered = {"input_shape": splits.input_shape, "num_classes": splits.num_classes,
                    "vocab_size": len(splits.vocab) if splits.vocab else None}
         model = call_with(fn, offered, spec, f"model {name}")
@@ -424,7 +424,8 @@ def check_names(cfg: RunConfig) -> None:
         if what == "model" and name.partition(":")[0] in PEER_MODELS and name.partition(":")[2]:
             continue  # the library checks the architecture when the model is built
         if what in ("data set", "model", "loss") and is_import_path(name):
-            import_object(name, {"data set": "data"}.get(what, what))  # importable, and callable
+            import_object(name, {"data set": "data"}.get(what, what),  # importable, and callable
+                          libraries=tuple(PEER_MODELS) if what == "model" else ())
             continue
         if name not in valid:
             raise unknown(what, name, valid)
