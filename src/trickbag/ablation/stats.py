@@ -183,8 +183,24 @@ def t_power(effect: float | np.ndarray, n: int | np.ndarray, critical: float | n
     ok = (n >= 2) & np.isfinite(c)
     if ok.any():
         df, nc, cc = n[ok] - 1, np.abs(effect[ok]) * np.sqrt(n[ok]), c[ok]
-        out[ok] = nct.sf(cc, df, nc) + nct.cdf(-cc, df, nc)
+        with np.errstate(all="ignore"):
+            p = nct.sf(cc, df, nc) + nct.cdf(-cc, df, nc)
+        for i in np.nonzero(~np.isfinite(p))[0]:  # scipy's nct fails far in the tails at small df
+            p[i] = _two_sided_power(float(cc[i]), float(df[i]), float(nc[i]))
+        out[ok] = p
     return out if out.ndim else float(out)
+
+
+def _two_sided_power(c: float, df: float, nc: float) -> float:
+    """``P(|Z + nc| >= c sqrt(V / df))`` with ``Z ~ N(0, 1)``, ``V ~ chi2(df)``, by quadrature over ``V``."""
+    stats = _stats()
+    integrate = require("scipy.integrate", "search", "ablation statistics")
+
+    def f(v: float) -> float:
+        r = c * math.sqrt(v / df)
+        return (stats.norm.sf(r - nc) + stats.norm.cdf(-r - nc)) * stats.chi2.pdf(v, df)
+
+    return float(min(1.0, max(0.0, integrate.quad(f, 0, np.inf, limit=200)[0])))
 
 
 def _critical(n, *, alpha: float, m: int, design: str, tau: float):
