@@ -18,7 +18,7 @@ from trickbag.ablation.stats import (interval_verdict, min_detectable_effect, pa
 from trickbag.report import Page, fmt
 from trickbag.report.plots import COLORS, pyplot
 
-__all__ = ["collect", "load_results", "render", "rows_of", "table_text"]
+__all__ = ["collect", "load_results", "render", "render_results", "rows_of", "table_text"]
 
 GREEN, RED, GREY = "#1a7f37", "#d1242f", "#6e7781"
 #: Tricks that train against other targets than the hard labels: their training loss measures
@@ -64,7 +64,9 @@ def _results_payload(data: dict[str, Any]) -> dict[str, Any]:
                   "train_time": {str(s): v for s, v in sorted(e["train_time"].items())},
                   "history": {str(s): h for s, h in sorted(e["history"].items())}, "failures": e["failures"]}
                  for e in data["arms"]],
-        "workers": data["workers"], "counts": data["counts"], "started": data["started"],
+        # how many trials ran at once on each machine (machines by number: no host names in results)
+        "workers": {f"machine {i + 1}": n for i, n in enumerate(data["workers"].values())},
+        "counts": data["counts"], "started": data["started"],
         "finished": data["finished"], "provenance": data["meta"].get("provenance", {}),
     }
 
@@ -211,13 +213,15 @@ def table_text(rows: list[dict[str, Any]], metric: str) -> str:
         lines.append(f"{r['label']:<{w}} {r['n']:>3} {_num(r['mean'], 9, '.4f')} {_num(r['effect'], 8)} {interval:>21} "
                      f"{_num(r['p_adj'], 7, '.3f')}  {r['verdict']:<22} {_num(r['mde'], 7, '.4f')} {needed_text:>7}")
     if tested:
-        how = (f"Bonferroni over {m} arms, so all {m} hold together" if design == "fixed" else
+        ref = next(r["label"] for r in rows if r["reference"])
+        how = (f"simultaneous over the {m} arms (Bonferroni)" if design == "fixed" else
                f"Lai's anytime-valid confidence sequence at 0.05/{m}, valid however often seeds were added")
         lines += ["",
-                  f"effect: paired difference from the reference; CI: {how}; verdict: helps or hurts when it",
-                  "excludes 0. MDE80: the smallest effect these seeds detect with 80% power at the observed noise;",
-                  "seeds80: seeds that would detect the observed effect with 80% power (undecided arms)."]
-    return "\n".join(lines)
+                  f"effect: paired difference from {ref}. 95% {'CI' if design == 'fixed' else 'CS'}: {how}.",
+                  "verdict: helps or hurts when that interval excludes 0. MDE80: the smallest effect these seeds",
+                  "detect with 80% power at the observed noise. seeds80: paired seeds that would detect the",
+                  "observed effect with 80% power (undecided arms)."]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _factorial_text(rows: list[dict[str, Any]]) -> str:
@@ -229,7 +233,7 @@ def _factorial_text(rows: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"{r['label']:<{w}} {_num(r['effect'], 9)} {'[' + _num(r['low'], 0) + ', ' + _num(r['high'], 0) + ']':>21} "
                      f"{_num(r['p_adj'], 7, '.3f')}  {r['verdict']}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # ---- plots ---------------------------------------------------------------------------------------
@@ -314,7 +318,7 @@ def _plot_curves(data, key: str, path: Path, ylabel: str, *, loss: bool = False)
             ax.fill_between(x, lo, hi, color="#57606a", alpha=0.15, linewidth=0)
         x, mean, lo, hi = _curve(entry, key)
         other = loss and changes_target(entry["arm"])
-        color = COLORS[i % len(COLORS)]
+        color = COLORS[0]  # one colour for every arm: neither the verdicts' green and red nor a ranking
         ax.plot(x, mean, color=color, linewidth=1.5, linestyle="--" if other else "-", label="this arm")
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
         title = entry["arm"].label if len(entry["arm"].label) < 40 else entry["arm"].label[:37] + "..."
@@ -419,7 +423,8 @@ def _explain_arms(page: Page, rows, spec, data) -> None:
     if _shared(data["workers"]):
         page.paragraph(
             "Train times were measured with several trials running at once "
-            f"({', '.join(f'{n} on {h}' for h, n in data['workers'].items())}), sharing the machine: they show "
+            f"({', '.join(str(n) for n in data['workers'].values())} at once on {len(data['workers'])} machine(s)), "
+            "sharing the machine: they show "
             "relative cost at best, and the time-overhead column, in parentheses, is noise (it can change sign "
             "between identical runs); time one trial alone to measure a trick's cost.")
 
@@ -477,6 +482,17 @@ def render(out: str | Path) -> dict[str, Any]:
     paths = _render_page(data, out)
     rows = rows_of(data)
     (out / "table.txt").write_text(table_text(rows, data["spec"].metric) + "\n")
+    return {"rows": rows, "report": [str(p) for p in paths]}
+
+
+def render_results(folder: str | Path) -> dict[str, Any]:
+    """Re-render the report, PNGs and ``table.txt`` of a folder from its ``results.json`` alone (no
+    storage: the way committed results are kept current)."""
+    folder = Path(folder)
+    data = load_results(folder / "results.json")
+    paths = _render_page(data, folder)
+    rows = rows_of(data)
+    (folder / "table.txt").write_text(table_text(rows, data["spec"].metric) + "\n")
     return {"rows": rows, "report": [str(p) for p in paths]}
 
 
