@@ -247,8 +247,8 @@ def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, m: int = 1, p
     ``power`` when the differences have standard deviation ``sd``; ``None`` when more than
     ``max_seeds`` would be needed (or the effect is zero).
 
-    The smallest ``n`` with ``t_power(|effect| / sd, n, c_n) >= power``, searched over every
-    ``n`` up to ``max_seeds`` at once.
+    The smallest ``n`` with ``t_power(|effect| / sd, n, c_n) >= power``: every ``n`` up to 64 is
+    tried, then (power only grows with ``n`` there) doubling and bisection up to ``max_seeds``.
 
     Example:
         >>> seeds_needed(0.01, 0.01)  # a one-sd effect: ten seeds at 80% power, alpha 0.05
@@ -259,9 +259,24 @@ def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, m: int = 1, p
         return None
     if sd == 0:
         return 2
-    n = np.arange(2, max_seeds + 1)
-    ok = np.nonzero(t_power(abs(effect) / sd, n, _critical(n, alpha=alpha, m=m, design=design, tau=tau)) >= power)[0]
-    return int(n[ok[0]]) if ok.size else None
+    d = abs(effect) / sd
+
+    def enough(k):
+        return t_power(d, k, _critical(k, alpha=alpha, m=m, design=design, tau=tau)) >= power
+
+    small = np.arange(2, min(64, max_seeds) + 1)
+    ok = np.nonzero(enough(small))[0]
+    if ok.size:
+        return int(small[ok[0]])
+    low, high = int(small[-1]), int(small[-1])
+    while high < max_seeds and not enough(high):
+        low, high = high, min(2 * high, max_seeds)
+    if not enough(high):
+        return None
+    while high - low > 1:  # enough(high), not enough(low)
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 
 
 # ---- the sequential design ---------------------------------------------------------------------
