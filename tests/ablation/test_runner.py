@@ -89,6 +89,8 @@ def test_two_local_workers_run_every_trial_once(tmp_path):
     study, by_slot, slots = trials_by_slot(out)
     assert sorted(slots) == sorted(by_slot) and len(slots) == 6
     assert len(study.get_trials()) == 6
+    md = (out / "report.md").read_text()  # two trials shared the machine: their times are noise
+    assert "time overhead (noise: shared machine)" in md and ("(+" in md or "(-" in md)
 
 
 def test_rerunning_a_finished_ablation_runs_nothing(tmp_path):
