@@ -27,6 +27,7 @@ __all__ = [
     "SequentialResult",
     "anytime_critical_value",
     "bonferroni",
+    "first_decidable_n",
     "holm",
     "interval_verdict",
     "min_detectable_effect",
