@@ -1,5 +1,5 @@
 # The two commands that set up everything on a fresh machine:
-#   make demo   runs the built-in ablation (Fashion-MNIST, small CNN, CPU) and prints its table
+#   make demo   runs the built-in ablation (Fashion-MNIST with noisy labels, an MLP, CPU) and prints its table
 #   make test   installs what the tests need into .venv and runs them
 PYTHON ?= python3
 VENV ?= .venv

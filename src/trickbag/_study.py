@@ -277,6 +277,32 @@ class PlannedStudy:
                 if slot["slot"] not in present:
                     self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
 
+    def add_slots(self, slots: list[dict[str, Any]]) -> int:
+        """Plan more slots (the next round of an adaptive design): each one that no trial of the
+        study holds yet, in any state, is queued; returns how many were."""
+        present = {t.user_attrs.get("slot") for t in self._trials()}
+        known = {s["slot"] for s in self.slots}
+        queued = 0
+        for slot in slots:
+            if slot["slot"] not in known:
+                self.slots.append(slot)
+                known.add(slot["slot"])
+            if slot["slot"] not in present:
+                self.study.enqueue_trial(slot.get("params", {}), user_attrs=slot)
+                present.add(slot["slot"])
+                queued += 1
+        return queued
+
+    def stored_slots(self) -> list[dict[str, Any]]:
+        """The slot of every trial the study holds, once each, in the order first queued."""
+        seen, out = set(), []
+        for t in sorted(self._trials(), key=lambda t: t.number):
+            slot = t.user_attrs.get("slot")
+            if slot is not None and slot not in seen:
+                seen.add(slot)
+                out.append({k: v for k, v in t.user_attrs.items() if k in ("slot", "arm", "label", "seed", "params")})
+        return out
+
     # ---- progress --------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         S = self.optuna.trial.TrialState

@@ -82,11 +82,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(text: str) -> int | str:
+    """``--seeds``: a number of seeds per arm, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be an integer >= 1 or 'auto', got {text!r}") from None
+
+
 def _cmd_ablate(args: argparse.Namespace) -> int:
+    if not args.quiet:  # before the imports below (torch): a second or two on a cold start
+        print(f"trickbag ablate: starting ({args.config})", file=sys.stderr, flush=True)
     from trickbag.ablation import run
     from trickbag.ablation.report import table_text
 
-    summary = run(args.config, args.tricks, seeds=args.seeds, mode=args.mode, metric=args.metric, workers=args.workers,
+    summary = run(args.config, args.tricks, seeds=args.seeds, budget=args.budget, mode=args.mode, metric=args.metric,
+                  workers=args.workers,
                   storage=args.storage, out=args.out, overrides=args.overrides, study_name=args.study,
                   progress=not args.quiet)
     if "rows" in summary:
@@ -191,8 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the base run config (its ablation: section gives defaults)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
     p.add_argument("--tricks", help="tricks to ablate, e.g. label_smoothing,mixup:alpha=0.2,cutout")
-    p.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
-    p.add_argument("--mode", choices=["add-one", "leave-one-out", "grid"])
+    p.add_argument("--seeds", type=_seeds, help="seeds per arm (default 3), or auto: add paired seeds to undecided "
+                                               "arms (an anytime-valid sequential test) within --budget")
+    p.add_argument("--budget", type=int, help="with --seeds auto: the most trials in all")
+    p.add_argument("--mode", choices=["add-one", "leave-one-out", "grid", "factorial"],
+                   help="factorial: a resolution IV fractional factorial screening (main effects and interactions)")
     p.add_argument("--metric", help="final-epoch metric to compare (default val_acc)")
     p.add_argument("--workers", type=int, help="trials at once on this machine")
     p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")

@@ -33,3 +33,17 @@ def test_modes():
     assert len(grid) == 8 and grid[-1].label == "mixup + cutout + ema"
     with pytest.raises(ValueError, match="unknown mode 'pairs'"):
         make_arms(tricks, "pairs")
+
+
+def test_factorial_arms_are_the_design_runs():
+    import numpy as np
+
+    from trickbag.ablation.factorial import fractional_factorial
+
+    tricks = parse_tricks("mixup,cutout,ema,label_smoothing")
+    arms = make_arms(tricks, "factorial")
+    x = fractional_factorial(4).matrix
+    assert len(arms) == 8 and not any(a.reference for a in arms)
+    on = np.array([[t in a.tricks for t in tricks] for a in arms])
+    assert (on == (x > 0)).all()  # each arm is its row of the design
+    assert arms[0].label == "run 1: baseline" and arms[-1].label == "run 8: mixup + cutout + ema + label_smoothing"

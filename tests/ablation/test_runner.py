@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scipy import stats
 
 from trickbag import _study
 from trickbag.ablation import run
@@ -55,12 +56,24 @@ def test_seeds_are_paired_and_the_report_is_complete(tmp_path):
     assert same.n == 2 and same.mean == 0.0 and same.p_value == 1.0
     assert rows["mixup:alpha=0.4"]["paired"].n == 2
     assert rows["flooding:b=0.0"]["verdict"] == "no evidence at 2 seeds"
+    for r in summary["rows"][1:]:  # one story per row: the verdict is the interval drawn, at 0.05 / 2
+        assert (r["low"], r["high"]) == pytest.approx(
+            (r["paired"].mean - (r["paired"].mean - r["paired"].ci_low) * stats.t.ppf(1 - 0.0125, 1) / stats.t.ppf(0.975, 1),
+             r["paired"].mean + (r["paired"].ci_high - r["paired"].mean) * stats.t.ppf(1 - 0.0125, 1) / stats.t.ppf(0.975, 1)))
+        assert r["verdict"].startswith("no evidence") == (r["low"] <= 0 <= r["high"])
+        assert (r["mde"] > 0) == (r["paired"].std > 0)  # no seed noise in flooding at b = 0: any effect shows
     out = tmp_path / "out"
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     for label in rows:
         assert label in md and label in html
-    assert "95% CI" in md and "Holm" in md and "Provenance" in md and "git" in md
+    assert "simultaneous 95% CI" in md and "Bonferroni" in md and "MDE at 80% power" in md
+    assert "Provenance" in md and "git" in md
+    assert (out / "table.txt").read_text().startswith("arm ")
+    from trickbag.ablation.report import load_results, rows_of, table_text
+
+    again = rows_of(load_results(out / "results.json"))  # the saved numbers give the same table
+    assert table_text(again, "val_acc") + "\n" == (out / "table.txt").read_text()
     from PIL import Image
 
     for png in ("effects.png", "curves_metric.png", "curves_train_loss.png"):
@@ -76,6 +89,8 @@ def test_two_local_workers_run_every_trial_once(tmp_path):
     study, by_slot, slots = trials_by_slot(out)
     assert sorted(slots) == sorted(by_slot) and len(slots) == 6
     assert len(study.get_trials()) == 6
+    md = (out / "report.md").read_text()  # two trials shared the machine: their times are noise
+    assert "time overhead (noise: shared machine)" in md and ("(+" in md or "(-" in md)
 
 
 def test_rerunning_a_finished_ablation_runs_nothing(tmp_path):
@@ -162,3 +177,52 @@ def test_two_machines_share_trials_through_postgresql(tmp_path, postgres_url):
         assert "label_smoothing" in (tmp_path / f"worker{i}" / "report.md").read_text()
     last = max((tmp_path / f"worker{i}" / "report.md" for i in range(2)), key=lambda p: p.stat().st_mtime)
     assert "12 of 12 trials complete" in last.read_text()
+
+
+def test_adaptive_seeds_stop_decided_arms_within_the_budget(tmp_path, capsys):
+    # flooding at b = 0 is the baseline exactly (never decided); a learning rate of 1e-6 cannot learn (decided)
+    out = tmp_path / "out"
+    easy = write(tmp_path, {"data": {**BASE["data"], "options": {**BASE["data"]["options"], "num_train": 960,
+                                                                  "noise": 1.0}}}, "easy.yaml")
+    summary = run(easy, "flooding:b=0.0,sgd:lr=1.0e-6", seeds="auto", budget=22, out=out)
+    rows = {r["label"]: r for r in summary["rows"]}
+    assert summary["counts"]["done"] <= 22
+    frozen, same = rows["sgd:lr=1e-06"], rows["flooding:b=0.0"]
+    assert frozen["verdict"] == "hurts" and frozen["n"] == frozen["decided_at"] == 4  # stopped at the first look
+    assert same["verdict"] == "no evidence at 9 seeds" and same["decided_at"] is None
+    assert rows["baseline"]["n"] == 9 and summary["counts"]["done"] == 22
+    err = capsys.readouterr().err
+    assert "adaptive seeds within a budget of 22 trials" in err and "first round: 12 trials (4 seeds per arm" in err
+    assert "next round: 2 trials, one more seed for flooding:b=0.0 (still undecided)" in err
+    assert "ETA <=" in err and "started baseline seed 0" in err
+    md = (out / "report.md").read_text()
+    assert "Lai 1976" in md and "anytime-valid 95% CS" in md
+    study, by_slot, slots = trials_by_slot(out)
+    assert sorted(slots) == sorted(set(slots))  # every slot ran once
+    # resuming a finished adaptive ablation runs nothing more
+    again = run(easy, "flooding:b=0.0,sgd:lr=1.0e-6", seeds="auto", budget=22, out=out, progress=False)
+    assert again["counts"] == summary["counts"]
+    with pytest.raises(ValueError, match="budget 8 is too small: the first look needs 12 trials"):
+        run(write(tmp_path), "flooding:b=0.0,sgd:lr=1.0e-6", seeds="auto", budget=8, out=tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="--seeds auto needs --budget N"):
+        run(write(tmp_path), "ema", seeds="auto", out=tmp_path / "c", progress=False)
+
+
+def test_factorial_screening_runs_the_design_and_names_its_aliases(tmp_path):
+    out = tmp_path / "out"
+    tricks = "flooding:b=0.0,sgd:lr=1.0e-6,label_smoothing,ema:decay=0.9"
+    summary = run(write(tmp_path), tricks, seeds=2, mode="factorial", out=out, progress=False)
+    assert summary["counts"] == {"planned": 16, "done": 16, "running": 0}  # 8 runs of 2^(4-1), not 16 subsets
+    rows = {r["label"]: r for r in summary["rows"]}
+    assert rows["sgd:lr=1e-06"]["verdict"] == "hurts"  # a learning rate of 1e-6 cannot learn
+    assert rows["flooding:b=0.0"]["verdict"].startswith("no evidence")
+    chains = [r["label"] for r in summary["rows"] if r["kind"] == "interaction"]
+    assert len(chains) == 3 and all(" = " in c for c in chains)
+    md = (out / "report.md").read_text()
+    assert "resolution 4" in md and "D = ABC" in md and "Aliased interactions" in md
+    for c in chains:
+        assert c in md
+    text = (out / "table.txt").read_text()
+    assert text.startswith("effect ") and "sgd:lr=1e-06" in text
+    with pytest.raises(ValueError, match="factorial screening takes a fixed number of seeds"):
+        run(write(tmp_path), tricks, seeds="auto", budget=99, mode="factorial", out=tmp_path / "b", progress=False)

@@ -195,3 +195,45 @@ def test_torch_loader_gives_the_same_examples():
     loader = TorchLoader(data, 8, seed=0)
     assert len(loader) == 6
     assert sorted(torch.cat([y for _, y in loader]).tolist()) == sorted(torch.cat([y for _, y in TorchLoader(data, 8, seed=0)]).tolist())
+
+
+def test_symmetric_label_noise_flips_an_exact_share_uniformly_to_other_classes():
+    from scipy import stats
+
+    from trickbag.data import symmetric_label_noise
+
+    y = torch.arange(20000) % 10
+    noisy = symmetric_label_noise(y, 0.4, 10, seed=3)
+    flipped = noisy != y
+    assert int(flipped.sum()) == 8000 and y.tolist() == (torch.arange(20000) % 10).tolist()  # input untouched
+    # each flipped label lands uniformly on the nine other classes: T[i, j] = rate / (C - 1)
+    shift = ((noisy[flipped] - y[flipped]) % 10).tolist()
+    counts = [shift.count(k) for k in range(1, 10)]
+    assert 0 not in shift and stats.chisquare(counts).pvalue > 0.001
+    # and flips hit every class alike
+    assert stats.chisquare(torch.bincount(y[flipped], minlength=10).tolist()).pvalue > 0.001
+    assert torch.equal(noisy, symmetric_label_noise(y, 0.4, 10, seed=3))
+    assert not torch.equal(noisy, symmetric_label_noise(y, 0.4, 10, seed=4))
+    assert torch.equal(symmetric_label_noise(y, 0.0, 10), y)
+    for bad in (1.0, -0.1, "0.4", True):
+        with pytest.raises(ValueError, match="label noise rate must be a fraction in"):
+            symmetric_label_noise(y, bad, 10)
+    with pytest.raises(ValueError, match="num_classes >= 2"):
+        symmetric_label_noise(y, 0.2, 1)
+    with pytest.raises(ValueError, match="integer class indices"):
+        symmetric_label_noise(y.float(), 0.2, 10)
+
+
+def test_label_noise_in_a_config_touches_the_training_labels_only():
+    from trickbag.train.build import load_splits
+    from trickbag.train.config import load_config
+
+    raw = {"data": {"name": "synthetic", "options": {"num_train": 1000, "num_test": 200, "num_classes": 5},
+                    "val_fraction": 0.2, "subset": 600}}
+    clean = load_splits(load_config(raw))
+    noisy = load_splits(load_config(raw, ["data.label_noise=0.3"]))
+    assert torch.equal(clean.train.inputs, noisy.train.inputs)
+    assert int((clean.train.targets != noisy.train.targets).sum()) == 180
+    assert torch.equal(clean.val.targets, noisy.val.targets) and torch.equal(clean.test.targets, noisy.test.targets)
+    with pytest.raises(ValueError, match="label noise rate must be a fraction in \\[0, 1\\), got 1.5"):
+        load_splits(load_config(raw, ["data.label_noise=1.5"]))

@@ -13,7 +13,7 @@ from trickbag.train.config import TrickSpec, parse_trick
 
 __all__ = ["Arm", "MODES", "parse_tricks", "make_arms"]
 
-MODES = ("add-one", "leave-one-out", "grid")
+MODES = ("add-one", "leave-one-out", "grid", "factorial")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,9 @@ def parse_tricks(spec: str | Sequence[Any]) -> list[TrickSpec]:
 
 def make_arms(tricks: Sequence[TrickSpec], mode: str = "add-one") -> list[Arm]:
     """add-one: a baseline plus one arm per trick; leave-one-out: all tricks plus the set
-    without each; grid: every subset (2^k arms).
+    without each; grid: every subset (2^k arms); factorial: the runs of a two-level fractional
+    factorial design of resolution IV (``trickbag.ablation.factorial``), each the subset of tricks
+    its row switches on (8 runs for 4 tricks, 16 for 5 to 8, 32 for 9 to 16).
 
     Example:
         >>> [a.label for a in make_arms(parse_tricks("mixup,cutout"), "leave-one-out")]
@@ -77,6 +79,16 @@ def make_arms(tricks: Sequence[TrickSpec], mode: str = "add-one") -> list[Arm]:
         for t in tricks:
             rest = tuple(x for x in tricks if x is not t)
             arms.append(Arm(f"without {t.label()}", rest, effect_of=t.label(), sign=-1))
+        return arms
+    if mode == "factorial":
+        from trickbag.ablation.factorial import fractional_factorial
+
+        design = fractional_factorial(len(tricks))
+        arms = []
+        for r, row in enumerate(design.matrix):
+            combo = tuple(t for t, level in zip(tricks, row) if level > 0)
+            label = " + ".join(t.label() for t in combo) or "baseline"
+            arms.append(Arm(f"run {r + 1}: {label}", combo))
         return arms
     if len(tricks) > 8:
         raise ValueError(f"grid mode over {len(tricks)} tricks is {2 ** len(tricks)} arms; ablate at most 8 at once")

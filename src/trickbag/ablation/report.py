@@ -1,21 +1,30 @@
-"""The ablation report: a table with paired intervals and verdicts, plots, and provenance."""
+"""The ablation report: one row per arm (or per effect, for a factorial screening) whose verdict is
+read off the interval drawn beside it, the power of the design, plots that do not mislead, and
+the provenance; ``results.json`` and ``table.txt`` keep the numbers the report was made from."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from trickbag import _study
-from trickbag._atomic import save_figure
-from trickbag.ablation.stats import holm, paired, verdict
+from trickbag import _study, catalog
+from trickbag._atomic import save_figure, write_text
+from trickbag.ablation.stats import interval_verdict, min_detectable_effect, paired, seeds_needed, sequential
 from trickbag.report import Page, fmt
 from trickbag.report.plots import COLORS, pyplot
 
-__all__ = ["render", "collect"]
+__all__ = ["collect", "load_results", "render", "render_results", "rows_of", "table_text"]
+
+GREEN, RED, GREY = "#1a7f37", "#d1242f", "#6e7781"
+#: Tricks that train against other targets than the hard labels: their training loss measures
+#: another quantity than the baseline's (label smoothing's and mixup's loss never reach zero).
+TARGET_CHANGING = ("label_smoothing", "mixup", "cutmix")
 
 
 def collect(out: str | Path) -> dict[str, Any]:
@@ -26,6 +35,8 @@ def collect(out: str | Path) -> dict[str, Any]:
     store = _study.open_storage(meta["storage"])
     planned = _study.PlannedStudy(store, meta["study"], spec.direction, spec.slots(), spec.plan_id())
     planned.open(create=False)  # a report reads; it never creates a study or queues trials
+    if spec.adaptive:
+        planned.slots = planned.stored_slots()
     arms = [{"arm": a, "values": {}, "history": {}, "train_time": {}, "failures": []} for a in spec.arms]
     for t in planned.completed():
         a, s = t.user_attrs["arm"], t.user_attrs["seed"]
@@ -45,97 +56,295 @@ def collect(out: str | Path) -> dict[str, Any]:
             "started": study.user_attrs.get("started"), "finished": study.user_attrs.get("finished")}
 
 
-def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+# ---- results.json: the numbers, without the storage ----------------------------------------------
+
+def _results_payload(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "spec": data["spec"].to_dict(),
+        "arms": [{"label": e["arm"].label, "values": {str(s): v for s, v in sorted(e["values"].items())},
+                  "train_time": {str(s): v for s, v in sorted(e["train_time"].items())},
+                  "history": {str(s): h for s, h in sorted(e["history"].items())}, "failures": e["failures"]}
+                 for e in data["arms"]],
+        # how many trials ran at once on each machine (machines by number: no host names in results)
+        "workers": {f"machine {i + 1}": n for i, n in enumerate(data["workers"].values())},
+        "counts": data["counts"], "started": data["started"],
+        "finished": data["finished"], "provenance": data["meta"].get("provenance", {}),
+    }
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """The ``collect()``-shaped data of a saved ``results.json`` (no storage needed), for
+    ``rows_of`` and ``table_text``."""
+    from trickbag.ablation.runner import AblationSpec
+
+    raw = json.loads(Path(path).read_text())
+    spec = AblationSpec.from_dict(raw["spec"])
+    if [e["label"] for e in raw["arms"]] != [a.label for a in spec.arms]:
+        raise ValueError(f"{path}: its arms do not match its spec")
+
+    def ints(d: dict[str, Any]) -> dict[int, Any]:
+        return {int(s): v for s, v in d.items()}
+
+    arms = [{"arm": a, "values": ints(e["values"]), "train_time": ints(e["train_time"]),
+             "history": ints(e.get("history", {})), "failures": e.get("failures", [])}
+            for a, e in zip(spec.arms, raw["arms"])]
+    return {"meta": {"provenance": raw.get("provenance", {})}, "spec": spec, "arms": arms,
+            "counts": raw.get("counts", {}), "workers": raw.get("workers", {}), "started": raw.get("started"),
+            "finished": raw.get("finished")}
+
+
+# ---- rows: the statistics of each arm -------------------------------------------------------------
+
+def _shared(workers: dict[str, int]) -> bool:
+    """Did trials share a machine (so that their times are noise)?"""
+    return any(n > 1 for n in workers.values()) or len(workers) > 1
+
+
+def rows_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per arm (add-one, leave-one-out, grid) or per effect (factorial), with the verdict
+    read off the interval that is drawn: the simultaneous (Bonferroni) t interval of a fixed
+    number of seeds, or the anytime-valid confidence sequence of adaptive seeds."""
     spec = data["spec"]
+    if spec.mode == "factorial":
+        return _factorial_rows(data)
     maximize = spec.direction == "maximize"
     ref = next(a for a in data["arms"] if a["arm"].reference)
+    m = len(data["arms"]) - 1
+    design = "sequential" if spec.adaptive else "fixed"
+    alpha = spec.alpha
     rows = []
     for entry in data["arms"]:
         arm, values = entry["arm"], entry["values"]
         vals = list(values.values())
         row: dict[str, Any] = {
-            "label": arm.label,
-            "reference": arm.reference,
-            "n": len(vals),
+            "label": arm.label, "reference": arm.reference, "n": len(vals),
             "mean": statistics.fmean(vals) if vals else math.nan,
             "std": statistics.stdev(vals) if len(vals) > 1 else math.nan,
             "time": statistics.fmean(entry["train_time"].values()) if entry["train_time"] else math.nan,
-            "failures": entry["failures"],
-            "effect_of": arm.effect_of,
+            "failures": entry["failures"], "effect_of": arm.effect_of, "design": design, "m": m, "alpha": alpha,
         }
         if not arm.reference:
             # effect of the trick: arm - reference in add-one and grid, reference - arm when left out
             first, second = (ref["values"], values) if arm.sign > 0 else (values, ref["values"])
-            row["paired"] = paired(first, second)
+            raw = paired(first, second)
+            row["paired"] = raw
+            row["n"] = raw.n
+            if design == "fixed":
+                adj = paired(first, second, confidence=1 - alpha / m)
+                row.update(effect=raw.mean, sd=raw.std, low=adj.ci_low, high=adj.ci_high, p=raw.p_value,
+                           p_adj=min(1.0, m * raw.p_value) if raw.p_value == raw.p_value else math.nan)
+            else:
+                seq = sequential(first, second, alpha=alpha, m=m, tau=spec.tau)
+                row.update(effect=seq.mean, sd=seq.std, low=seq.ci_low, high=seq.ci_high, p=seq.p_value,
+                           p_adj=min(1.0, m * seq.p_value), decided_at=seq.decided_at, e_value=seq.e_value)
+            row["verdict"] = interval_verdict(raw.n, row["low"], row["high"], maximize=maximize)
+            row["mde"] = min_detectable_effect(raw.n, row["sd"], alpha=alpha, m=m, design=design, tau=spec.tau)
+            row["seeds_needed"] = None
+            if row["verdict"].startswith("no evidence"):
+                row["seeds_needed"] = seeds_needed(row["effect"], row["sd"], alpha=alpha, m=m, design=design,
+                                                   tau=spec.tau)
             common = sorted(set(ref["train_time"]) & set(entry["train_time"]))
             ratios = [entry["train_time"][s] / ref["train_time"][s] - 1 for s in common if ref["train_time"][s] > 0]
             row["overhead"] = statistics.fmean(ratios) if ratios else math.nan
+            row["overhead_noise"] = _shared(data["workers"])
         rows.append(row)
-    tested = [r for r in rows if "paired" in r]
-    for r, p in zip(tested, holm([r["paired"].p_value for r in tested])):
-        r["p_holm"] = p
-        r["verdict"] = verdict(r["paired"], p, maximize=maximize)
     return rows
 
 
-def _plot_differences(rows, spec, path: Path) -> None:
+def _factorial_design(spec):
+    from trickbag.ablation.factorial import fractional_factorial
+
+    design = fractional_factorial(len(spec.tricks))
+    names = [t.label() for t in spec.tricks]
+    # the arms carry the design's runs: check, rather than trust, that they still match it
+    for arm, row in zip(spec.arms, design.matrix):
+        on = {t.label() for t in arm.tricks}
+        if on != {n for n, level in zip(names, row) if level > 0}:
+            raise ValueError(f"arm {arm.label!r} is not the design's run {row.tolist()}")
+    return design, names
+
+
+def _factorial_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    from trickbag.ablation.factorial import analyze
+
+    spec = data["spec"]
+    design, names = _factorial_design(spec)
+    maximize = spec.direction == "maximize"
+    seeds = sorted(set.intersection(*(set(e["values"]) for e in data["arms"])))
+    rows: list[dict[str, Any]] = []
+    if len(seeds) < 2:
+        return [{"label": "needs every run under 2+ seeds", "kind": "main", "n": len(seeds), "verdict": ""}]
+    y = np.array([[e["values"][s] for s in seeds] for e in data["arms"]])
+    for est in analyze(design, y, names, alpha=spec.alpha):
+        v = interval_verdict(len(seeds), est.ci_low, est.ci_high, maximize=maximize)
+        if est.kind == "interaction" and v in ("helps", "hurts"):
+            v = "synergy" if v == "helps" else "interference"
+        rows.append({"label": est.label, "kind": est.kind, "n": len(seeds), "effect": est.effect, "low": est.ci_low,
+                     "high": est.ci_high, "p": est.p_value, "p_adj": est.p_adjusted, "verdict": v, "df": est.df,
+                     "se": est.se, "design": "factorial"})
+    return rows
+
+
+# ---- the table as printed --------------------------------------------------------------------------
+
+def _num(x: float, width: int, spec: str = "+.4f") -> str:
+    text = format(x, spec) if x == x and math.isfinite(x) else ("inf" if x == math.inf else "")
+    return f"{text:>{width}}"
+
+
+def table_text(rows: list[dict[str, Any]], metric: str) -> str:
+    """The results table as the terminal prints it (and the README shows it), with a legend."""
+    if any("kind" in r for r in rows):
+        return _factorial_text(rows)
+    tested = [r for r in rows if not r["reference"]]
+    design = tested[0]["design"] if tested else "fixed"
+    m = tested[0]["m"] if tested else 0
+    w = max([24] + [len(r["label"]) for r in rows])
+    ci = "95% CI (simultaneous)" if design == "fixed" else "95% CS (anytime)"
+    lines = [f"{'arm':<{w}} {'n':>3} {metric:>9} {'effect':>8} {ci:>21} {'p(adj)':>7}  {'verdict':<22} "
+             f"{'MDE80':>7} {'seeds80':>7}"]
+    for r in rows:
+        if r["reference"]:
+            lines.append(f"{r['label']:<{w}} {r['n']:>3} {_num(r['mean'], 9, '.4f')} {'':>8} {'':>21} {'':>7}  "
+                         f"{'reference':<22}")
+            continue
+        interval = f"[{_num(r['low'], 0)}, {_num(r['high'], 0)}]" if math.isfinite(r["low"]) else "(too few seeds)"
+        needed = r.get("seeds_needed")
+        needed_text = "" if not r["verdict"].startswith("no evidence") else (str(needed) if needed else ">10000")
+        lines.append(f"{r['label']:<{w}} {r['n']:>3} {_num(r['mean'], 9, '.4f')} {_num(r['effect'], 8)} {interval:>21} "
+                     f"{_num(r['p_adj'], 7, '.3f')}  {r['verdict']:<22} {_num(r['mde'], 7, '.4f')} {needed_text:>7}")
+    if tested:
+        ref = next(r["label"] for r in rows if r["reference"])
+        how = (f"simultaneous over the {m} arms (Bonferroni)" if design == "fixed" else
+               f"Lai's anytime-valid confidence sequence at 0.05/{m}, valid however often seeds were added")
+        lines += ["",
+                  f"effect: paired difference from {ref}. 95% {'CI' if design == 'fixed' else 'CS'}: {how}.",
+                  "verdict: helps or hurts when that interval excludes 0. MDE80: the smallest effect these seeds",
+                  "detect with 80% power at the observed noise. seeds80: paired seeds that would detect the",
+                  "observed effect with 80% power (undecided arms)."]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _factorial_text(rows: list[dict[str, Any]]) -> str:
+    w = max([24] + [len(r["label"]) for r in rows])
+    lines = [f"{'effect':<{w}} {'estimate':>9} {'95% CI (simultaneous)':>21} {'p(adj)':>7}  verdict"]
+    for r in rows:
+        if "effect" not in r:
+            lines.append(r["label"])
+            continue
+        lines.append(f"{r['label']:<{w}} {_num(r['effect'], 9)} {'[' + _num(r['low'], 0) + ', ' + _num(r['high'], 0) + ']':>21} "
+                     f"{_num(r['p_adj'], 7, '.3f')}  {r['verdict']}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+
+def bar_color(row: dict[str, Any], maximize: bool) -> str:
+    """The colour of an effect's bar, from the interval drawn with it (so they cannot disagree):
+    green when the interval lies wholly on the better side of zero, red on the worse, else grey."""
+    low, high = row["low"], row["high"]
+    if low == low and low > 0:
+        return GREEN if maximize else RED
+    if high == high and high < 0:
+        return RED if maximize else GREEN
+    return GREY
+
+
+def _plot_effects(rows, spec, path: Path) -> None:
     plt = pyplot()
-    tested = [r for r in rows if "paired" in r]
+    tested = [r for r in rows if "effect" in r]
+    maximize = spec.direction == "maximize"
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(tested) + 1.6), dpi=110)
     for i, r in enumerate(tested):
-        p = r["paired"]
-        color = {"helps": "#1a7f37", "hurts": "#d1242f"}.get(r.get("verdict"), "#6e7781")
-        ax.barh(i, p.mean, color=color, alpha=0.75, height=0.6)
-        if p.ci_low == p.ci_low:
-            ax.errorbar(p.mean, i, xerr=[[p.mean - p.ci_low], [p.ci_high - p.mean]], fmt="none", ecolor="black",
-                        capsize=4, linewidth=1.2)
+        ax.barh(i, r["effect"], color=bar_color(r, maximize), alpha=0.75, height=0.6)
+        if math.isfinite(r["low"]) and math.isfinite(r["high"]):
+            ax.errorbar(r["effect"], i, xerr=[[r["effect"] - r["low"]], [r["high"] - r["effect"]]], fmt="none",
+                        ecolor="black", capsize=4, linewidth=1.2)
+        else:
+            ax.annotate("interval unbounded (too few seeds)", (r["effect"], i), fontsize=7, va="center")
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(tested)), [r["effect_of"] or r["label"] for r in tested], fontsize=8)
+    labels = [r.get("effect_of") or r["label"] for r in tested]
+    ax.set_yticks(range(len(tested)), [lb if len(lb) < 48 else lb[:45] + "..." for lb in labels], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"effect on {spec.metric} (paired difference, 95% CI)")
-    ax.set_title(f"{spec.mode}: green helps, red hurts, grey no evidence (Holm-adjusted p < 0.05)", fontsize=9)
+    kind = {"fixed": "simultaneous 95% CI (Bonferroni)", "sequential": "anytime-valid 95% confidence sequence",
+            "factorial": "simultaneous 95% CI (Bonferroni)"}[tested[0]["design"] if tested else "fixed"]
+    ax.set_xlabel(f"effect on {spec.metric}; whiskers: {kind}")
+    ax.set_title("green: helps, red: hurts, grey: no evidence, read off the interval drawn", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
 
 
-def _plot_curves(data, key: str, path: Path, ylabel: str) -> bool:
+def changes_target(arm) -> bool:
+    """Does this arm train against other targets than the hard labels (so that its training
+    loss is not comparable with the baseline's)?"""
+    for t in arm.tricks:
+        entry = catalog.get(t.name)
+        if entry.name in TARGET_CHANGING or entry.use == "loss":
+            return True
+    return False
+
+
+def _curve(entry, key: str):
+    curves = [[h.get(key) for h in hist] for hist in entry["history"].values() if hist]
+    curves = [c for c in curves if c and all(v is not None for v in c)]
+    if not curves:
+        return None
+    length = min(len(c) for c in curves)
+    cols = np.array([c[:length] for c in curves], dtype=float)
+    return np.arange(1, length + 1), cols.mean(0), cols.min(0), cols.max(0)
+
+
+def _plot_curves(data, key: str, path: Path, ylabel: str, *, loss: bool = False) -> bool:
+    """Small multiples: one panel per arm, its mean over seeds (band: min to max) over the
+    reference's in grey, so that no arm's line hides under another's. On the training loss, arms
+    that change the target are dashed and say that their loss is not comparable."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    drawn = False
-    for i, entry in enumerate(data["arms"]):
-        curves = [[h.get(key) for h in hist] for hist in entry["history"].values() if hist]
-        curves = [c for c in curves if c and all(v is not None for v in c)]
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        epochs = list(range(1, length + 1))
-        cols = [[c[e] for c in curves] for e in range(length)]
-        mean = [statistics.fmean(c) for c in cols]
-        lo, hi = [min(c) for c in cols], [max(c) for c in cols]
-        color = COLORS[i % len(COLORS)]
-        ax.plot(epochs, mean, color=color, label=entry["arm"].label, linewidth=1.6 if entry["arm"].reference else 1.1,
-                linestyle="-" if entry["arm"].reference or i < len(COLORS) else "--")
-        if len(curves) > 1:
-            ax.fill_between(epochs, lo, hi, color=color, alpha=0.12)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
+    entries = data["arms"]
+    ref = next((e for e in entries if e["arm"].reference), None)
+    ref_curve = _curve(ref, key) if ref is not None else None
+    panels = [e for e in entries if e is not ref and _curve(e, key) is not None]
+    if not panels:
         return False
+    cols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.1 * cols + 0.6, 2.3 * nrows + 0.7), dpi=110, sharex=True,
+                             sharey=True, squeeze=False)
+    for i, entry in enumerate(panels):
+        ax = axes[i // cols][i % cols]
+        if ref_curve is not None:
+            x, mean, lo, hi = ref_curve
+            ax.plot(x, mean, color="#57606a", linewidth=1.3, label=ref["arm"].label)
+            ax.fill_between(x, lo, hi, color="#57606a", alpha=0.15, linewidth=0)
+        x, mean, lo, hi = _curve(entry, key)
+        other = loss and changes_target(entry["arm"])
+        color = COLORS[0]  # one colour for every arm: neither the verdicts' green and red nor a ranking
+        ax.plot(x, mean, color=color, linewidth=1.5, linestyle="--" if other else "-", label="this arm")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
+        title = entry["arm"].label if len(entry["arm"].label) < 40 else entry["arm"].label[:37] + "..."
+        if other:
+            title += "\n(soft targets: loss not comparable)"
+        ax.set_title(title, fontsize=7.5, color="#9a6700" if other else "black")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for j in range(len(panels), nrows * cols):
+        axes[j // cols][j % cols].set_visible(False)
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("mean over seeds; band: min to max", fontsize=9)
+    axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].legend(fontsize=6.5, loc="best")
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel(ylabel, fontsize=8)
+    ref_text = f"grey: {ref['arm'].label}; " if ref is not None else ""
+    fig.suptitle(f"{ref_text}mean over seeds, band: min to max", fontsize=8.5)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
     return True
 
+
+# ---- the page --------------------------------------------------------------------------------------
 
 def _where(url: str) -> str:
     """Storage without credentials or local paths: the file name of a SQLite database."""
@@ -144,92 +353,196 @@ def _where(url: str) -> str:
     return url.split("@")[-1]
 
 
-def render(out: str | Path) -> dict[str, Any]:
-    """Write ``report.md``, ``report.html`` and the PNGs of the ablation in ``out``; return the
-    table rows and the report paths."""
-    out = Path(out)
-    data = collect(out)
-    spec, counts, meta = data["spec"], data["counts"], data["meta"]
-    rows = _rows(data)
-    base = spec.base
-    page = Page(f"Ablation: {spec.metric} on {base.data.name} with {base.model['name']}")
-    wall = (data["finished"] - data["started"]) if data["finished"] and data["started"] else None
-    summary = (f"{spec.mode} over {len(spec.tricks)} tricks: {len(spec.arms)} arms x {spec.seeds} seeds; "
-               f"{counts['done']} of {counts['planned']} trials complete.")
-    if wall is not None:
-        summary += f" Wall time from first to last trial: {wall / 60:.1f} min."
-    page.paragraph(summary)
-    if counts["done"] < counts["planned"]:
-        page.warning(f"{counts['planned'] - counts['done']} trials have not finished; rerun the same command to continue.")
-    page.heading("Results")
+def _arm_table(page: Page, rows, spec, data) -> None:
     ref_label = next(r["label"] for r in rows if r["reference"])
-    headers = ["arm", "n", spec.metric, "sd", f"effect vs {ref_label}", "95% CI", "p", "p (Holm)", "verdict",
-               "train time (s)", "time overhead"]
+    tested = [r for r in rows if not r["reference"]]
+    design = tested[0]["design"] if tested else "fixed"
+    interval = "simultaneous 95% CI" if design == "fixed" else "anytime-valid 95% CS"
+    shared = _shared(data["workers"])
+    headers = ["arm", "n", spec.metric, "sd", f"effect vs {ref_label}", interval, "p (adjusted)", "verdict",
+               "MDE at 80% power", "seeds for 80% power", "raw 95% CI", "train time (s)",
+               "time overhead (noise: shared machine)" if shared else "time overhead"]
     table, classes = [], []
     for r in rows:
-        p = r.get("paired")
-        ci = f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]" if p and p.ci_low == p.ci_low else ""
+        if r["reference"]:
+            table.append([r["label"], r["n"], r["mean"], r["std"], "", "", "", "reference", "", "", "", r["time"], ""])
+            classes.append("")
+            continue
+        raw = r["paired"]
+        raw_ci = f"[{fmt(raw.ci_low)}, {fmt(raw.ci_high)}]" if raw.ci_low == raw.ci_low else ""
+        ci = f"[{fmt(r['low'])}, {fmt(r['high'])}]" if math.isfinite(r["low"]) else "unbounded (too few seeds)"
+        needed = r.get("seeds_needed")
+        needed_text = "" if not r["verdict"].startswith("no evidence") else (str(needed) if needed else "> 10000")
         overhead = r.get("overhead")
-        table.append([r["label"], r["n"], r["mean"], r["std"], p.mean if p else "", ci, p.p_value if p else "",
-                      r.get("p_holm", ""), r.get("verdict", "reference"), r["time"],
-                      f"{100 * overhead:+.0f}%" if overhead is not None and overhead == overhead else ""])
-        classes.append(r.get("verdict", "") if r.get("verdict") in ("helps", "hurts") else "")
+        over = f"{100 * overhead:+.0f}%" if overhead is not None and overhead == overhead else ""
+        if over and shared:
+            over = f"({over})"
+        table.append([r["label"], r["n"], r["mean"], r["std"], r["effect"], ci, r["p_adj"], r["verdict"], r["mde"],
+                      needed_text, raw_ci, r["time"], over])
+        classes.append(r["verdict"] if r["verdict"] in ("helps", "hurts") else "")
     page.table(headers, table, classes)
+
+
+def _explain_arms(page: Page, rows, spec, data) -> None:
+    ref_label = next(r["label"] for r in rows if r["reference"])
+    tested = [r for r in rows if not r["reference"]]
+    m = len(tested)
     sign_note = ("In leave-one-out mode the effect of a trick is (all tricks) minus (all but that trick), so a "
                  "positive effect means the trick helps. " if spec.mode == "leave-one-out" else "")
     page.paragraph(
         f"{sign_note}Effects are paired differences over seeds: seed i gives every arm the same initial weights and "
-        f"data order, so each difference is measured on one seed. Intervals and p-values come from scipy's paired "
-        f"t-test (scipy.stats.ttest_rel); the verdict uses Holm-Bonferroni-adjusted p-values across the "
-        f"{len(rows) - 1} comparisons at alpha 0.05, so 'no evidence' means this number of seeds cannot tell the "
-        f"arm from {ref_label}, not that the trick does nothing. The metric is the final epoch's {spec.metric} on the "
-        f"validation split ({'higher' if spec.direction == 'maximize' else 'lower'} is better); the test split is not used."
-    )
-    shared = {host: n for host, n in data["workers"].items() if n > 1}
-    if shared:
+        f"data order, so each difference is measured on one seed. The metric is the final epoch's {spec.metric} on "
+        f"the validation split ({'higher' if spec.direction == 'maximize' else 'lower'} is better); the test split "
+        "is not used.")
+    if spec.adaptive:
+        used = sum(len(e["values"]) + len(e["failures"]) for e in data["arms"])
         page.paragraph(
-            "Train times were measured with several trials running at once on a machine "
-            f"({', '.join(f'{n} on {h}' for h, n in shared.items())}), sharing its device: they show relative cost, "
-            "not the time of a trial alone, and the overhead column compares arms under the same sharing "
-            "(trials run seed by seed across arms)."
-        )
-    failures = [f"{r['label']}: {f}" for r in rows for f in r["failures"]]
+            f"Seeds were added adaptively (--seeds auto, budget {spec.budget} trials, {used} used): after a first "
+            f"round, each arm whose interval still contained zero got one more paired seed, until every arm was "
+            f"decided or the budget ran out. The test is Lai's normal-mixture sequential t-test (Lai 1976, 'On "
+            f"confidence sequences', Annals of Statistics 4(2); the scale-invariant mixture e-process of Perez-Ortiz, "
+            f"Lardy, de Heide and Grunwald 2024), mixing over standardised effects with scale tau = {spec.tau:g}, at "
+            f"level 0.05/{m} per arm (Bonferroni over the {m} comparisons). The interval drawn is the running "
+            f"intersection of its confidence sequence: it holds at every number of seeds at once, so adding seeds "
+            f"until it excludes zero keeps the chance of any false 'helps' or 'hurts' at or below 0.05. The verdict "
+            f"is read off that interval, and p (adjusted) = min(1, {m} x p) is below 0.05 exactly when it excludes "
+            f"zero. The price of looking after every seed is a wider interval than a fixed design's at the same n.")
+    else:
+        page.paragraph(
+            f"The interval drawn is the simultaneous 95% interval: scipy's paired t interval at level 1 - 0.05/{m} "
+            f"(Bonferroni over the {m} comparisons), so all {m} intervals hold together with probability 0.95. The "
+            f"verdict is read off it: helps or hurts when it lies wholly on one side of zero, and p (adjusted) = "
+            f"min(1, {m} x p) is below 0.05 exactly then. The raw 95% interval of each arm alone is shown beside it; "
+            f"'no evidence' means this number of seeds cannot tell the arm from {ref_label}, not that the trick does "
+            "nothing.")
+    page.paragraph(
+        "Power: 'MDE at 80% power' is the smallest true effect that this number of seeds detects with probability "
+        "0.8 at the observed seed-to-seed standard deviation of the paired differences (noncentral t, at the same "
+        f"adjusted level{'; for the sequential design a conservative figure from its interval at this n' if spec.adaptive else ''}). "
+        "For an undecided arm, 'seeds for 80% power' is how many paired seeds would detect its observed effect with "
+        "probability 0.8: an estimate, since the observed effect is itself noisy.")
+    if _shared(data["workers"]):
+        page.paragraph(
+            "Train times were measured with several trials running at once "
+            f"({', '.join(str(n) for n in data['workers'].values())} at once on {len(data['workers'])} machine(s)), "
+            "sharing the machine: they show "
+            "relative cost at best, and the time-overhead column, in parentheses, is noise (it can change sign "
+            "between identical runs); time one trial alone to measure a trick's cost.")
+
+
+def _factorial_page(page: Page, rows, spec, data, out: Path) -> None:
+    design, names = _factorial_design(spec)
+    from trickbag.ablation.factorial import LETTERS
+
+    legend = ", ".join(f"{LETTERS[i]} = {n}" for i, n in enumerate(names))
+    res = f"resolution {design.resolution}" if design.resolution else "a full factorial"
+    seeds = rows[0]["n"] if rows else 0
+    page.paragraph(
+        f"A two-level {'fractional ' if design.generators else ''}factorial screening of {design.k} tricks in "
+        f"{design.runs} runs (all subsets: {2 ** design.k}), each under {seeds} paired seeds: {res}, minimum "
+        f"aberration. Factors: {legend}."
+        + (f" Generators: {', '.join(design.generator_text())}; defining relation I = "
+           f"{' = '.join(''.join(LETTERS[i] for i in range(design.k) if w >> i & 1) for w in design.words)}."
+           if design.generators else ""))
+    page.heading("Effects")
+    page.table(["effect", "estimate", "simultaneous 95% CI", "p (adjusted)", "verdict"],
+               [[r["label"], r.get("effect", ""), f"[{fmt(r['low'])}, {fmt(r['high'])}]" if "low" in r else "",
+                 r.get("p_adj", ""), r["verdict"]] for r in rows],
+               [r["verdict"] if r["verdict"] in ("helps", "hurts") else "" for r in rows])
+    aliased = [r["label"] for r in rows if r.get("kind") == "interaction" and " = " in r["label"]]
+    page.paragraph(
+        "A main effect is mean(metric with the trick) - mean(metric without it) over all runs and seeds; a two-trick "
+        "interaction A x B is half of (A's effect with B on - A's effect with B off): positive means the pair does "
+        "better together than their separate effects add up to ('synergy' when the interval excludes zero, "
+        "'interference' when it is wholly negative). "
+        + ("At resolution IV no main effect is confounded with another main effect or a two-trick interaction; main "
+           "effects are aliased with three-trick interactions, assumed small. " if design.generators else "")
+        + "Seeds are blocks: the error is the pooled seed-by-run scatter "
+          f"({rows[0].get('df', 0) if rows else 0} degrees of freedom), and the intervals are t intervals at level "
+          f"1 - 0.05/{len(rows)} (Bonferroni over the {len(rows)} effects), so verdicts read off them hold together.")
+    if aliased:
+        page.paragraph("Aliased interactions (the design cannot tell the pairs in one row apart; a follow-up "
+                       "ablation of the pair, or the fold-over design, separates them):")
+        page.bullets(aliased)
+    page.heading("Runs")
+    page.table(["run", "n", spec.metric, "sd"],
+               [[e["arm"].label, len(e["values"]), statistics.fmean(e["values"].values()) if e["values"] else math.nan,
+                 statistics.stdev(e["values"].values()) if len(e["values"]) > 1 else math.nan] for e in data["arms"]])
+    if rows and "effect" in rows[0]:
+        page.heading("Plots")
+        _plot_effects(rows, spec, out / "effects.png")
+        page.image("effects.png", "Main effects and interaction chains, with simultaneous 95% intervals")
+
+
+def render(out: str | Path) -> dict[str, Any]:
+    """Write ``report.md``, ``report.html``, the PNGs, ``results.json`` and ``table.txt`` of the
+    ablation in ``out``; return the table rows and the report paths."""
+    out = Path(out)
+    data = collect(out)
+    write_text(out / "results.json", json.dumps(_results_payload(data), indent=1, default=str) + "\n")
+    paths = _render_page(data, out)
+    rows = rows_of(data)
+    write_text(out / "table.txt", table_text(rows, data["spec"].metric) + "\n")
+    return {"rows": rows, "report": [str(p) for p in paths]}
+
+
+def render_results(folder: str | Path) -> dict[str, Any]:
+    """Re-render the report, PNGs and ``table.txt`` of a folder from its ``results.json`` alone (no
+    storage: the way committed results are kept current)."""
+    folder = Path(folder)
+    data = load_results(folder / "results.json")
+    paths = _render_page(data, folder)
+    rows = rows_of(data)
+    write_text(folder / "table.txt", table_text(rows, data["spec"].metric) + "\n")
+    return {"rows": rows, "report": [str(p) for p in paths]}
+
+
+def _render_page(data: dict[str, Any], out: Path) -> list[Path]:
+    spec, counts, meta = data["spec"], data["counts"], data["meta"]
+    rows = rows_of(data)
+    base = spec.base
+    page = Page(f"Ablation: {spec.metric} on {base.data.name} with {base.model['name']}")
+    wall = (data["finished"] - data["started"]) if data["finished"] and data["started"] else None
+    seeds = f"adaptive seeds (budget {spec.budget} trials)" if spec.adaptive else f"{spec.seeds} seeds"
+    summary = (f"{spec.mode} over {len(spec.tricks)} tricks: {len(spec.arms)} arms x {seeds}; "
+               f"{counts.get('done')} of {counts.get('planned')} trials complete.")
+    if wall is not None:
+        summary += f" Wall time from first to last trial: {wall / 60:.1f} min."
+    page.paragraph(summary)
+    if counts.get("done", 0) < counts.get("planned", 0):
+        page.warning(f"{counts['planned'] - counts['done']} trials have not finished; rerun the same command to continue.")
+    if spec.mode == "factorial":
+        _factorial_page(page, rows, spec, data, out)
+    else:
+        page.heading("Results")
+        _arm_table(page, rows, spec, data)
+        _explain_arms(page, rows, spec, data)
+        page.heading("Plots")
+        _plot_effects(rows, spec, out / "effects.png")
+        page.image("effects.png", "Effect of each trick with the interval its verdict is read off")
+        if _plot_curves(data, spec.metric, out / "curves_metric.png", f"validation {spec.metric}"):
+            page.image("curves_metric.png", f"Validation {spec.metric} per epoch: each arm in its own panel over the "
+                                            "reference in grey")
+        if _plot_curves(data, "train_loss", out / "curves_train_loss.png", "training loss", loss=True):
+            page.image("curves_train_loss.png",
+                       "Training loss per epoch (the data loss, before flooding and penalties). Arms that train on "
+                       "soft targets (label smoothing, mixup, cutmix) or another loss are dashed: their loss "
+                       "measures something else and cannot be compared with the reference's; compare their "
+                       "validation curves instead.")
+    failures = [f"{e['arm'].label}: {f}" for e in data["arms"] for f in e["failures"]]
     if failures:
         page.heading("Failed trials")
         page.bullets(failures)
-    page.heading("Plots")
-    _plot_differences(rows, spec, out / "effects.png")
-    page.image("effects.png", "Effect of each trick with its 95% confidence interval")
-    if _plot_curves(data, spec.metric, out / "curves_metric.png", f"validation {spec.metric}"):
-        page.image("curves_metric.png", f"Validation {spec.metric} per epoch, per arm")
-    if _plot_curves(data, "train_loss", out / "curves_train_loss.png", "training loss"):
-        page.image("curves_train_loss.png", "Training loss per epoch, per arm (the data loss, before flooding and penalties)")
     page.heading("Provenance")
     prov = meta.get("provenance", {})
+    used = sorted({s for e in data["arms"] for s in e["values"]})
     page.bullets([
         f"trickbag {prov.get('trickbag')}, git {prov.get('git')}, torch {prov.get('torch')}",
         f"hardware: {prov.get('hardware')}",
-        f"seeds: {', '.join(str(base.train.seed + i) for i in range(spec.seeds))} (paired across arms)",
-        f"study {meta['study']} in {_where(meta['storage'])}",
-    ])
+        f"seeds: {', '.join(str(base.train.seed + i) for i in used)} (paired across arms)",
+    ] + ([f"study {meta['study']} in {_where(meta['storage'])}"] if "study" in meta else []))
     page.paragraph("Arms (tricks added to the base config):")
     page.bullets([f"{a.label}: {', '.join(t.label() for t in a.tricks) or '(none)'}" for a in spec.arms])
     page.paragraph("Base config:")
     page.code(yaml.safe_dump(base.to_dict(), sort_keys=False), "yaml")
-    paths = page.write(out)
-    return {"rows": rows, "report": [str(p) for p in paths]}
-
-
-def table_text(rows: list[dict[str, Any]], metric: str) -> str:
-    """The results table as plain text for the terminal."""
-    w = max([28] + [len(r["label"]) for r in rows])
-    lines = [f"{'arm':<{w}} {'n':>2} {metric:>9} {'effect':>8} {'95% CI':>21} {'p(Holm)':>8}  verdict"]
-    for r in rows:
-        p = r.get("paired")
-        if p is None:
-            lines.append(f"{r['label']:<{w}} {r['n']:>2} {r['mean']:>9.4f} {'':>8} {'':>21} {'':>8}  reference")
-            continue
-        ci = f"[{p.ci_low:+.4f}, {p.ci_high:+.4f}]" if p.ci_low == p.ci_low else ""
-        lines.append(f"{r['label']:<{w}} {r['n']:>2} {r['mean']:>9.4f} {p.mean:>+8.4f} {ci:>21} "
-                     f"{r.get('p_holm', float('nan')):>8.3f}  {r.get('verdict', '')}")
-    return "\n".join(lines)
+    return page.write(out)

@@ -18,6 +18,7 @@ from trickbag._atomic import remove_orphans, write_json
 from trickbag._provenance import provenance
 from trickbag._validate import check_positive_int, unknown
 from trickbag.ablation.arms import Arm, make_arms, parse_tricks
+from trickbag.ablation.stats import TAU
 from trickbag.ablation.trial import run_trial
 from trickbag.train.config import RunConfig, TrickSpec, load_config
 
@@ -26,22 +27,49 @@ __all__ = ["AblationSpec", "run", "spec_from_config"]
 
 @dataclass
 class AblationSpec:
-    """Everything that defines an ablation (and names its study)."""
+    """Everything that defines an ablation (and names its study).
+
+    ``seeds`` is a number of paired seeds per arm, or ``"auto"``: adaptive seeds within
+    ``budget`` trials (``trickbag.ablation.adaptive``)."""
 
     base: RunConfig
     tricks: list[TrickSpec]
-    seeds: int = 3
+    seeds: int | str = 3
     mode: str = "add-one"
     metric: str = "val_acc"
     direction: str | None = None
+    budget: int | None = None
+    alpha: float = 0.05
+    tau: float = TAU
 
     def __post_init__(self) -> None:
-        check_positive_int("seeds", self.seeds)
+        if self.seeds != "auto":
+            check_positive_int("seeds", self.seeds)
         if self.direction is None:
             self.direction = "minimize" if "loss" in self.metric or "error" in self.metric else "maximize"
         if self.direction not in ("minimize", "maximize"):
             raise ValueError(f"direction must be 'minimize' or 'maximize', got {self.direction!r}")
         self.arms: list[Arm] = make_arms(self.tricks, self.mode)
+        if self.adaptive:
+            from trickbag.ablation.adaptive import min_budget
+
+            if self.mode == "factorial":
+                raise ValueError("--seeds auto works with add-one, leave-one-out and grid; a factorial screening "
+                                 "takes a fixed number of seeds (--seeds N)")
+            need = min_budget(len(self.arms), alpha=self.alpha, tau=self.tau)
+            if self.budget is None:
+                raise ValueError(f"--seeds auto needs --budget N (trials in all; at least {need} for "
+                                 f"{len(self.arms)} arms)")
+            check_positive_int("budget", self.budget)
+            if self.budget < need:
+                raise ValueError(f"budget {self.budget} is too small: the first look needs {need} trials "
+                                 f"({len(self.arms)} arms x {need // len(self.arms)} seeds)")
+        elif self.budget is not None:
+            raise ValueError(f"budget {self.budget} is only for --seeds auto (got seeds={self.seeds!r})")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.seeds == "auto"
 
     def arm_config(self, arm: Arm, seed_index: int) -> dict[str, Any]:
         cfg = self.base.to_dict()
@@ -51,28 +79,41 @@ class AblationSpec:
                         "checkpoint_every_steps": None, "checkpoint_every_epochs": None, "keep_best": 0}
         return cfg
 
+    def slot(self, arm: int, seed: int) -> dict[str, Any]:
+        return {"slot": f"{arm}:{seed}", "arm": arm, "label": self.arms[arm].label, "seed": seed}
+
     def slots(self) -> list[dict[str, Any]]:
         """Seed-major order (seed 0 of every arm, then seed 1, ...): warm-up and whatever else
-        shares the machine fall on all arms alike, so their times stay comparable."""
-        return [
-            {"slot": f"{a}:{s}", "arm": a, "label": arm.label, "seed": s}
-            for s in range(self.seeds) for a, arm in enumerate(self.arms)
-        ]
+        shares the machine fall on all arms alike, so their times stay comparable. An adaptive
+        ablation plans its slots round by round (none up front)."""
+        if self.adaptive:
+            return []
+        return [self.slot(a, s) for s in range(self.seeds) for a in range(len(self.arms))]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base.to_dict(), "tricks": [t.to_yaml() for t in self.tricks], "seeds": self.seeds,
-                "mode": self.mode, "metric": self.metric, "direction": self.direction,
-                "arms": [{"label": a.label, "tricks": [t.to_yaml() for t in a.tricks], "reference": a.reference,
-                          "effect_of": a.effect_of, "sign": a.sign} for a in self.arms]}
+        out = {"base": self.base.to_dict(), "tricks": [t.to_yaml() for t in self.tricks], "seeds": self.seeds,
+               "mode": self.mode, "metric": self.metric, "direction": self.direction,
+               "arms": [{"label": a.label, "tricks": [t.to_yaml() for t in a.tricks], "reference": a.reference,
+                         "effect_of": a.effect_of, "sign": a.sign} for a in self.arms]}
+        if self.adaptive:  # only then, so that fixed plans keep the ids (and studies) they had
+            out.update(budget=self.budget, alpha=self.alpha, tau=self.tau)
+        return out
 
     def plan_id(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AblationSpec:
+        """The spec of ``to_dict()`` (as saved in ``ablation.json`` and ``results.json``)."""
+        extra = {k: d[k] for k in ("budget", "alpha", "tau") if k in d}
+        return cls(load_config(d["base"]), parse_tricks(d["tricks"]), d["seeds"], d["mode"], d["metric"],
+                   d["direction"], **extra)
 
-def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metric=None) -> AblationSpec:
+
+def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metric=None, budget=None) -> AblationSpec:
     """The ablation of a config: its ``ablation:`` section, overridden by explicit arguments."""
     section = dict(cfg.ablation or {})
-    allowed = {"tricks", "seeds", "mode", "metric", "direction", "workers"}
+    allowed = {"tricks", "seeds", "mode", "metric", "direction", "workers", "budget"}
     for key in section:
         if key not in allowed:
             from trickbag._validate import unknown
@@ -81,13 +122,17 @@ def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metr
     tricks = tricks if tricks is not None else section.get("tricks")
     if tricks is None:
         raise ValueError("name the tricks to ablate: --tricks a,b,c or ablation.tricks in the config")
+    seeds = seeds if seeds is not None else section.get("seeds", 3)
+    if budget is None and seeds == "auto":  # a config's budget belongs to its adaptive seeds only
+        budget = section.get("budget")
     return AblationSpec(
         base=cfg.replace(ablation=None),
         tricks=parse_tricks(tricks),
-        seeds=seeds if seeds is not None else section.get("seeds", 3),
+        seeds=seeds,
         mode=mode or section.get("mode", "add-one"),
         metric=metric or section.get("metric", "val_acc"),
         direction=section.get("direction"),
+        budget=budget,
     )
 
 
@@ -119,18 +164,31 @@ def _check_arms_build(spec: AblationSpec) -> None:
 
 
 class _Progress:
-    """A tqdm bar over all trials (done of total, elapsed, ETA) on a terminal, with one line per
-    finished trial above it; plain lines carrying the same counts otherwise."""
+    """Progress from the first second: plain lines while data loads and arms build, then a tqdm
+    bar over the trials (done of total, elapsed, ETA) on a terminal with one line per finished
+    trial above it, or plain lines carrying the same counts and ETA otherwise."""
 
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.enabled, self.total, self.done = enabled, total, done
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.total = self.done = self.session_done = 0
+        self.bound = ""  # "<=" when the total is a budget, not a plan
         self.start = time.perf_counter()
         self.bar = None
-        if enabled and sys.stderr.isatty():
+
+    def begin(self, total: int, done: int, bound: str = "") -> None:
+        self.total, self.done, self.bound = total, done, bound
+        self.start = time.perf_counter()
+        if self.enabled and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc="ablation", unit="trial", file=sys.stderr,
                             dynamic_ncols=True, mininterval=0.5)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
 
     def line(self, text: str) -> None:
         if self.bar is not None:
@@ -138,13 +196,24 @@ class _Progress:
         elif self.enabled:
             print(text, file=sys.stderr, flush=True)
 
-    def update(self) -> None:
+    def started(self, text: str) -> None:
+        """Trials starting, until the first one finishes (after that the finished lines and ETA show
+        that work goes on)."""
+        if self.session_done == 0:
+            self.line(f"  started {text}")
+
+    def finished(self, text: str) -> None:
         self.done += 1
+        self.session_done += 1
         if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
             self.bar.update(1)
-        elif self.enabled:
+            return
+        if self.enabled:
             elapsed = time.perf_counter() - self.start
-            print(f"  [{self.done}/{self.total}] elapsed {elapsed:.0f}s", file=sys.stderr, flush=True)
+            eta = elapsed / self.session_done * max(self.total - self.done, 0)
+            print(f"[{self.done}/{self.bound}{self.total}] {text}  (elapsed {elapsed:.0f}s, ETA {self.bound}{eta:.0f}s)",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -170,7 +239,8 @@ def run(
     config: str | Path | dict | RunConfig,
     tricks: str | Sequence[Any] | None = None,
     *,
-    seeds: int | None = None,
+    seeds: int | str | None = None,
+    budget: int | None = None,
     mode: str | None = None,
     metric: str | None = None,
     workers: int | None = None,
@@ -191,24 +261,30 @@ def run(
             supplies defaults for the arguments below.
         tricks: the tricks to ablate (``"mixup:alpha=0.2,cutout"`` or a list).
         seeds: seeds per arm (paired across arms: seed ``i`` gives every arm the same initial
-            weights and data order).
-        mode: ``"add-one"`` (baseline + each trick), ``"leave-one-out"`` or ``"grid"``.
+            weights and data order), or ``"auto"``: adaptive seeds, added to the arms still
+            undecided by an anytime-valid sequential test until each is decided or ``budget``
+            trials have run.
+        budget: the most trials (all arms together) of ``seeds="auto"``.
+        mode: ``"add-one"`` (baseline + each trick), ``"leave-one-out"``, ``"grid"`` or
+            ``"factorial"`` (a resolution IV fractional factorial screening).
         metric: the final-epoch metric compared (``val_acc`` by default; ``*loss*`` minimises).
         workers: trials run at once on this machine (several can share a GPU).
         storage: an Optuna storage URL (SQLite in ``out`` by default; ``postgresql://...`` to
             share the trials between machines running the same command).
-        out: output folder (report, plots, ``ablation.json``, the SQLite study).
+        out: output folder (report, plots, ``ablation.json``, ``results.json``, the SQLite study).
         overrides: ``key=value`` overrides of the base config.
         study_name: defaults to a hash of the plan, so the same command resumes its study.
         heartbeat_interval, grace: seconds between heartbeats, and without one before a trial
             of another machine is presumed dead (a dead process on this machine is noticed at once).
     """
     out = Path(out)
+    bar = _Progress(progress)
     base = load_config(config, list(overrides))
     section = base.ablation or {}
-    spec = spec_from_config(base, tricks=tricks, seeds=seeds, mode=mode, metric=metric)
+    spec = spec_from_config(base, tricks=tricks, seeds=seeds, mode=mode, metric=metric, budget=budget)
     workers = workers if workers is not None else section.get("workers", 1)  # 0 is an error, not "default"
     check_positive_int("workers", workers)
+    bar.line(f"loading {base.data.name} and building the {len(spec.arms)} arms once (a bad arm fails here) ...")
     _check_arms_build(spec)
     url = _study.user_storage_url(storage, out)
     # a server is reached before anything is written; an SQLite file needs its folder first
@@ -219,6 +295,8 @@ def run(
     store = store or _study.open_storage(url)
     planned = _study.PlannedStudy(store, name, spec.direction, spec.slots(), spec.plan_id(), grace=grace)
     planned.open()
+    if spec.adaptive:
+        planned.slots = planned.stored_slots()
     # SQLite inside the folder is recorded relative to it: a moved or copied folder reads its own
     write_json(out / "ablation.json", {"storage": _study.portable_url(url, out), "study": name,
                                        "spec": spec.to_dict(), "provenance": provenance()}, default=str)
@@ -226,12 +304,21 @@ def run(
         planned.study.set_user_attr("started", time.time())
     planned.study.set_user_attr(f"workers:{_study.HOST}", workers)
     counts = planned.counts()
-    bar = _Progress(counts["planned"], counts["done"], progress)
-    bar.line(f"ablation {name}: {len(spec.arms)} arms x {spec.seeds} seeds = {counts['planned']} trials "
-             f"({counts['done']} done), {workers} worker(s), storage {url.split('@')[-1]}")
+    where = url.split("@")[-1] if not url.startswith("sqlite") else "SQLite in " + str(out)
+    if spec.adaptive:
+        bar.line(f"ablation {name}: {len(spec.arms)} arms, adaptive seeds within a budget of {spec.budget} trials "
+                 f"({counts['done']} done), {workers} worker(s), storage {where}")
+        bar.begin(spec.budget, counts["done"], bound="<=")
+    else:
+        bar.line(f"ablation {name}: {len(spec.arms)} arms x {spec.seeds} seeds = {counts['planned']} trials "
+                 f"({counts['done']} done), {workers} worker(s), storage {where}")
+        bar.begin(counts["planned"], counts["done"])
     start = time.perf_counter()
     try:
-        _work(spec, planned, workers, bar, heartbeat_interval, threads_per_worker)
+        while True:
+            _work(spec, planned, workers, bar, heartbeat_interval, threads_per_worker)
+            if not spec.adaptive or not _next_round(spec, planned, bar):
+                break
     finally:
         bar.close()
     counts = planned.counts()
@@ -242,14 +329,51 @@ def run(
     if report:
         from trickbag.ablation.report import render
 
+        bar.line("writing the report ...")
         summary.update(render(out))
     return summary
+
+
+def _observed(spec: AblationSpec, planned: _study.PlannedStudy) -> tuple[list[dict[int, float]], list[set[int]]]:
+    """Per arm: the metric of each completed seed, and every seed tried (in any state)."""
+    values: list[dict[int, float]] = [{} for _ in spec.arms]
+    attempted: list[set[int]] = [set() for _ in spec.arms]
+    for t in planned.completed():
+        values[t.user_attrs["arm"]][t.user_attrs["seed"]] = float(t.value)
+    for slot in planned.stored_slots():
+        attempted[slot["arm"]].add(slot["seed"])
+    return values, attempted
+
+
+def _next_round(spec: AblationSpec, planned: _study.PlannedStudy, bar: _Progress) -> int:
+    """Queue the adaptive design's next trials; returns how many (0: every arm decided, or the budget spent)."""
+    from trickbag.ablation.adaptive import next_trials
+
+    values, attempted = _observed(spec, planned)
+    reference = next(i for i, a in enumerate(spec.arms) if a.reference)
+    todo = next_trials(values, attempted, budget=spec.budget, reference=reference, alpha=spec.alpha, tau=spec.tau)
+    if not todo:
+        return 0
+    queued = planned.add_slots([spec.slot(a, s) for a, s in todo])
+    if not any(attempted):
+        bar.line(f"first round: {len(todo)} trials ({len(todo) // len(spec.arms)} seeds per arm, the fewest at "
+                 f"which the sequential test can decide)")
+    else:
+        arms = [spec.arms[a].label for a in sorted({a for a, _ in todo if a != reference})]
+        bar.line(f"next round: {len(todo)} trials, one more seed for {', '.join(arms)} (still undecided)")
+    bar.set_total(spec.budget)
+    return queued or len(todo)
 
 
 def _work(spec: AblationSpec, planned: _study.PlannedStudy, workers: int, bar: _Progress, interval: float,
           threads: int | None) -> None:
     devices = _devices(spec.base)
-    _study.run_slots(planned, workers=workers, prepare=lambda trial: _payload(spec, trial, devices), execute=run_trial,
+
+    def prepare(trial):
+        bar.started(f"{trial.user_attrs['label']} seed {trial.user_attrs['seed']}")
+        return _payload(spec, trial, devices)
+
+    _study.run_slots(planned, workers=workers, prepare=prepare, execute=run_trial,
                      finish=lambda trial, _, result: _finish(spec, planned, trial, result, bar), threads=threads,
                      interval=interval)
 
@@ -260,12 +384,11 @@ def _finish(spec: AblationSpec, planned: _study.PlannedStudy, trial, result: dic
     if result.get("failure") and result.get("value") is None:
         planned.finish(trial, None, attrs)
         first = result["failure"].strip().splitlines()[-1][:200]
-        bar.line(f"trial {trial.number}: {label} seed {seed}: FAILED ({first})")
+        bar.finished(f"trial {trial.number}: {label} seed {seed}: FAILED ({first})")
     else:
         planned.finish(trial, result["value"], attrs)
-        bar.line(f"trial {trial.number}: {label} seed {seed}: {spec.metric} {result['value']:.4f} "
-                 f"({result.get('train_time', 0.0):.1f}s)")
-    bar.update()
+        bar.finished(f"trial {trial.number}: {label} seed {seed}: {spec.metric} {result['value']:.4f} "
+                     f"({result.get('train_time', 0.0):.1f}s)")
 
 
 def load_spec(out: str | Path) -> tuple[dict[str, Any], AblationSpec]:
@@ -279,8 +402,6 @@ def load_spec(out: str | Path) -> tuple[dict[str, Any], AblationSpec]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); it may have been cut short") from None
     meta["storage"] = _study.existing_storage(meta["storage"], Path(out))
-    s = meta["spec"]
-    spec = AblationSpec(load_config(s["base"]), parse_tricks(s["tricks"]), s["seeds"], s["mode"], s["metric"], s["direction"])
-    return meta, spec
+    return meta, AblationSpec.from_dict(meta["spec"])
 
 

@@ -1,4 +1,16 @@
-"""Paired statistics across seeds, from scipy: intervals, p-values, Holm's correction, verdicts."""
+"""Paired statistics across seeds: fixed-design t intervals with a Bonferroni adjustment,
+anytime-valid confidence sequences for adaptive seeds, power and the seeds an effect needs.
+
+Two designs, one story per row: the verdict of an arm is read off the interval drawn for it.
+
+* **fixed** (``--seeds N``): the paired t interval at level ``1 - alpha / m`` (Bonferroni over
+  the ``m`` comparisons, so the ``m`` intervals hold together with probability ``1 - alpha``);
+  "helps" or "hurts" exactly when that interval excludes zero, which is the t-test at the
+  Bonferroni-adjusted level.
+* **sequential** (``--seeds auto``): the scale-invariant normal-mixture sequential t-test
+  (Lai 1976) at level ``alpha / m``: a running-intersection confidence sequence that stays valid
+  however often it is looked at, so seeds can be added until it excludes zero.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +18,36 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from trickbag._optional import require
 
-__all__ = ["PairedResult", "paired", "holm", "verdict"]
+__all__ = [
+    "PairedResult",
+    "SequentialResult",
+    "anytime_critical_value",
+    "bonferroni",
+    "first_decidable_n",
+    "holm",
+    "interval_verdict",
+    "min_detectable_effect",
+    "mixture_log_evalue",
+    "paired",
+    "seeds_needed",
+    "sequential",
+    "t_critical_value",
+    "t_power",
+    "verdict",
+]
+
+#: Default scale ``tau`` of the normal mixture over the standardised effect (effect / sd of the
+#: paired differences) in the sequential test: trick effects worth finding are often several
+#: seed-noise sds, and ``tau = 2`` lets the test decide from five seeds against five arms.
+TAU = 2.0
+
+
+def _stats():
+    return require("scipy.stats", "search", "ablation statistics")
 
 
 @dataclass(frozen=True)
@@ -32,7 +71,9 @@ def paired(reference: Mapping[int, float], arm: Mapping[int, float], *, confiden
         >>> round(r.mean, 4), r.n, r.ci_low > 0
         (0.0233, 3, True)
     """
-    stats = require("scipy.stats", "search", "ablation statistics")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    stats = _stats()
     seeds = sorted(set(reference) & set(arm))
     n = len(seeds)
     diffs = [arm[s] - reference[s] for s in seeds]
@@ -67,11 +108,324 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def bonferroni(p_values: Sequence[float]) -> list[float]:
+    """Bonferroni adjusted p-values ``min(1, m p)`` over the ``m`` non-NaN ones; NaN stays NaN.
+    ``p_adj < alpha`` exactly when the level ``1 - alpha / m`` interval excludes zero.
+
+    Example:
+        >>> [round(p, 3) for p in bonferroni([0.01, 0.04, float("nan")])]
+        [0.02, 0.08, nan]
+    """
+    m = sum(1 for p in p_values if p == p)
+    return [min(1.0, m * p) if p == p else math.nan for p in p_values]
+
+
 def verdict(result: PairedResult, p_adjusted: float, *, maximize: bool, alpha: float = 0.05) -> str:
-    """``helps``, ``hurts`` or ``no evidence at N seeds`` (Holm-adjusted p below ``alpha``)."""
+    """``helps``, ``hurts`` or ``no evidence at N seeds`` from an adjusted p-value below ``alpha``."""
     if result.n < 2:
         return f"needs 2+ seeds (has {result.n})"
     if p_adjusted == p_adjusted and p_adjusted < alpha:
         better = result.mean > 0 if maximize else result.mean < 0
         return "helps" if better else "hurts"
     return f"no evidence at {result.n} seeds"
+
+
+def interval_verdict(n: int, low: float, high: float, *, maximize: bool, min_n: int = 2) -> str:
+    """The verdict an interval for ``arm - reference`` shows: ``helps`` when it lies wholly on the
+    better side of zero, ``hurts`` on the worse side, else ``no evidence at n seeds``.
+
+    Example:
+        >>> interval_verdict(5, 0.01, 0.03, maximize=True), interval_verdict(5, 0.01, 0.03, maximize=False)
+        ('helps', 'hurts')
+        >>> interval_verdict(5, -0.01, 0.03, maximize=True)
+        'no evidence at 5 seeds'
+    """
+    if n < min_n:
+        return f"needs {min_n}+ seeds (has {n})"
+    if low == low and low > 0:
+        return "helps" if maximize else "hurts"
+    if high == high and high < 0:
+        return "hurts" if maximize else "helps"
+    return f"no evidence at {n} seeds"
+
+
+# ---- power of the paired t-test ---------------------------------------------------------------
+
+def t_critical_value(n: int | np.ndarray, *, alpha: float = 0.05, m: int = 1) -> float | np.ndarray:
+    """The two-sided critical |t| of the paired t-test with ``n`` seeds at level ``alpha / m``:
+    ``t_{1 - alpha / (2 m), n - 1}`` (``inf`` below two seeds).
+
+    Example:
+        >>> round(float(t_critical_value(10)), 3)
+        2.262
+    """
+    _check_level(alpha, m)
+    n = np.asarray(n, dtype=float)
+    out = np.full(n.shape, np.inf)
+    ok = n >= 2
+    out[ok] = _stats().t.ppf(1 - alpha / (2 * m), n[ok] - 1)
+    return out if out.ndim else float(out)
+
+
+def t_power(effect: float | np.ndarray, n: int | np.ndarray, critical: float | np.ndarray) -> float | np.ndarray:
+    """Power of the two-sided test ``|t| >= critical`` with ``n`` paired seeds when the true
+    standardised effect (mean difference / sd of the differences) is ``effect``.
+
+    ``t`` follows a noncentral t distribution with ``n - 1`` degrees of freedom and noncentrality
+    ``effect * sqrt(n)``: power = ``P(T >= c) + P(T <= -c)`` (``scipy.stats.nct``).
+
+    Example:
+        >>> round(float(t_power(1.0, 10, t_critical_value(10))), 3)  # one sd, ten seeds, alpha 0.05
+        0.803
+    """
+    nct = _stats().nct
+    effect, n, c = np.broadcast_arrays(np.asarray(effect, float), np.asarray(n, float), np.asarray(critical, float))
+    out = np.zeros(effect.shape)
+    ok = (n >= 2) & np.isfinite(c)
+    if ok.any():
+        df, nc, cc = n[ok] - 1, np.abs(effect[ok]) * np.sqrt(n[ok]), c[ok]
+        with np.errstate(all="ignore"):
+            p = nct.sf(cc, df, nc) + nct.cdf(-cc, df, nc)
+        for i in np.nonzero(~np.isfinite(p))[0]:  # scipy's nct fails far in the tails at small df
+            p[i] = _two_sided_power(float(cc[i]), float(df[i]), float(nc[i]))
+        out[ok] = p
+    return out if out.ndim else float(out)
+
+
+def _two_sided_power(c: float, df: float, nc: float) -> float:
+    """``P(|Z + nc| >= c sqrt(V / df))`` with ``Z ~ N(0, 1)``, ``V ~ chi2(df)``, by quadrature over ``V``."""
+    stats = _stats()
+    integrate = require("scipy.integrate", "search", "ablation statistics")
+
+    def f(v: float) -> float:
+        r = c * math.sqrt(v / df)
+        return (stats.norm.sf(r - nc) + stats.norm.cdf(-r - nc)) * stats.chi2.pdf(v, df)
+
+    return float(min(1.0, max(0.0, integrate.quad(f, 0, np.inf, limit=200)[0])))
+
+
+def _critical(n, *, alpha: float, m: int, design: str, tau: float):
+    if design == "fixed":
+        return t_critical_value(n, alpha=alpha, m=m)
+    if design == "sequential":
+        return anytime_critical_value(n, alpha=alpha, m=m, tau=tau)
+    raise ValueError(f"design must be 'fixed' or 'sequential', got {design!r}")
+
+
+def min_detectable_effect(n: int, sd: float, *, alpha: float = 0.05, m: int = 1, power: float = 0.8,
+                          design: str = "fixed", tau: float = TAU) -> float:
+    """The smallest true effect (in the metric's units) that ``n`` paired seeds detect with
+    probability ``power`` when the differences have standard deviation ``sd``.
+
+    Solves ``t_power(d, n, c_n) = power`` for the standardised effect ``d`` (``scipy.optimize.brentq``)
+    and returns ``d * sd``; ``c_n`` is the fixed design's ``t`` quantile or, for the sequential
+    design, its anytime critical value at ``n`` (a conservative figure for that design: it ignores
+    the chance of deciding at an earlier look). ``inf`` when ``n`` seeds cannot decide at all.
+
+    Example:
+        >>> round(min_detectable_effect(10, 0.01), 4)  # 80% power at alpha 0.05: about one sd
+        0.01
+    """
+    _check_power(power)
+    if n < 2 or not sd == sd:
+        return math.nan
+    c = float(_critical(n, alpha=alpha, m=m, design=design, tau=tau))
+    if not math.isfinite(c):
+        return math.inf
+    if sd == 0:
+        return 0.0
+    optimize = require("scipy.optimize", "search", "ablation statistics")
+    hi = 1.0
+    while t_power(hi, n, c) < power:
+        hi *= 2
+    d = optimize.brentq(lambda e: t_power(e, n, c) - power, 0.0, hi, xtol=1e-10)
+    return float(d * sd)
+
+
+def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, m: int = 1, power: float = 0.8,
+                 design: str = "fixed", tau: float = TAU, max_seeds: int = 10_000) -> int | None:
+    """The fewest paired seeds that detect a true effect ``effect`` (metric units) with probability
+    ``power`` when the differences have standard deviation ``sd``; ``None`` when more than
+    ``max_seeds`` would be needed (or the effect is zero).
+
+    The smallest ``n`` with ``t_power(|effect| / sd, n, c_n) >= power``: every ``n`` up to 64 is
+    tried, then (power only grows with ``n`` there) doubling and bisection up to ``max_seeds``.
+
+    Example:
+        >>> seeds_needed(0.01, 0.01)  # a one-sd effect: ten seeds at 80% power, alpha 0.05
+        10
+    """
+    _check_power(power)
+    if not (effect == effect and sd == sd) or effect == 0:
+        return None
+    if sd == 0:
+        return 2
+    d = abs(effect) / sd
+
+    def enough(k):
+        return t_power(d, k, _critical(k, alpha=alpha, m=m, design=design, tau=tau)) >= power
+
+    small = np.arange(2, min(64, max_seeds) + 1)
+    ok = np.nonzero(enough(small))[0]
+    if ok.size:
+        return int(small[ok[0]])
+    low, high = int(small[-1]), int(small[-1])
+    while high < max_seeds and not enough(high):
+        low, high = high, min(2 * high, max_seeds)
+    if not enough(high):
+        return None
+    while high - low > 1:  # enough(high), not enough(low)
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
+# ---- the sequential design ---------------------------------------------------------------------
+
+def mixture_log_evalue(diffs: np.ndarray | Sequence[float], *, tau: float = TAU) -> np.ndarray:
+    """log ``M_n`` for ``n = 1 .. N`` along the last axis: the e-process of the scale-invariant
+    normal-mixture sequential t-test of "mean difference = 0" with unknown variance.
+
+    With ``S_n = sum x_i`` and ``Q_n = sum x_i^2`` of the first ``n`` paired differences,
+
+        M_n = (1 + n tau^2)^(-1/2) * (1 - n tau^2 R_n / (1 + n tau^2))^(-n/2),   R_n = S_n^2 / (n Q_n),
+
+    the likelihood ratio of the scale-invariant part of the data (Wijsman's representation)
+    between a normal mixture ``N(0, tau^2)`` over the standardised effect and no effect. Under the
+    null it is a nonnegative martingale with ``M_1 = 1``, whatever the variance, so by Ville's
+    inequality ``P(M_n >= 1 / alpha for some n) <= alpha``: the test may be run after every seed.
+    ``R_n = t_n^2 / (n - 1 + t_n^2)`` with ``t_n`` the one-sample t statistic.
+
+    Example:
+        >>> import numpy as np
+        >>> np.round(np.exp(mixture_log_evalue([1.0, 1.2, 0.9, 1.1, 1.0])), 1).tolist()
+        [1.0, 2.8, 10.2, 50.4, 285.2]
+
+    Reference:
+        Lai. On Confidence Sequences. Annals of Statistics 4(2), 1976. Perez-Ortiz, Lardy, de Heide,
+        Grunwald. E-Statistics, Group Invariance and Anytime-Valid Testing. Annals of Statistics, 2024.
+    """
+    check_tau(tau)
+    x = np.asarray(diffs, dtype=float)
+    n = np.arange(1, x.shape[-1] + 1)
+    s = np.cumsum(x, axis=-1)
+    q = np.cumsum(x * x, axis=-1)
+    a = n * tau * tau
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(q > 0, s * s / (n * q), 0.0)
+    r = np.minimum(r, 1.0)
+    out = -0.5 * np.log1p(a) - 0.5 * n * np.log1p(-a * r / (1 + a))
+    return np.where(q > 0, out, 0.0)
+
+
+def anytime_critical_value(n: int | np.ndarray, *, alpha: float = 0.05, m: int = 1,
+                           tau: float = TAU) -> float | np.ndarray:
+    """``c_n``: the sequential test at level ``alpha / m`` rejects at ``n`` seeds exactly when the
+    one-sample ``|t_n| >= c_n``, and its confidence sequence at ``n`` is ``mean +- c_n sd / sqrt(n)``
+    (``inf`` while ``n`` seeds cannot reject at all).
+
+    From ``M_n >= m / alpha``: with ``a = 1 + n tau^2`` and ``K = (sqrt(a) m / alpha)^(2/n)``,
+    ``r* = (1 - 1/K) a / (a - 1)`` and ``c_n = sqrt((n - 1) r* / (1 - r*))`` when ``r* < 1``.
+
+    Example:
+        >>> [round(float(c), 2) for c in anytime_critical_value([3, 5, 10, 100], alpha=0.05, tau=2.0)]
+        [inf, 5.36, 3.97, 3.56]
+    """
+    _check_level(alpha, m)
+    check_tau(tau)
+    n = np.asarray(n, dtype=float)
+    out = np.full(n.shape, np.inf)
+    ok = n >= 2
+    a = 1 + n[ok] * tau * tau
+    log_k = (2 / n[ok]) * (0.5 * np.log(a) + math.log(m / alpha))
+    r = -np.expm1(-log_k) * a / (a - 1)
+    fin = r < 1
+    vals = np.full(r.shape, np.inf)
+    vals[fin] = np.sqrt((n[ok][fin] - 1) * r[fin] / (1 - r[fin]))
+    out[ok] = vals
+    return out if out.ndim else float(out)
+
+
+def first_decidable_n(*, alpha: float = 0.05, m: int = 1, tau: float = TAU, limit: int = 1000) -> int:
+    """The fewest seeds at which the sequential test at level ``alpha / m`` can reject at all.
+
+    Example:
+        >>> first_decidable_n(alpha=0.05, m=5, tau=2.0)
+        5
+    """
+    n = np.arange(2, limit + 1)
+    ok = np.nonzero(np.isfinite(anytime_critical_value(n, alpha=alpha, m=m, tau=tau)))[0]
+    if not ok.size:
+        raise ValueError(f"no number of seeds up to {limit} can decide at alpha {alpha} over {m} arms with tau {tau}")
+    return int(n[ok[0]])
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """The anytime-valid analysis of ``arm - reference`` over the seeds both have, in seed order."""
+
+    n: int
+    mean: float
+    std: float
+    ci_low: float  # the running intersection of the confidence sequence at level alpha / m
+    ci_high: float
+    e_value: float  # the largest M_k over k <= n
+    p_value: float  # anytime-valid p-value min(1, 1 / e_value) (not adjusted for m)
+    decided_at: int | None  # the first n at which the confidence sequence excluded zero
+
+
+def sequential(reference: Mapping[int, float], arm: Mapping[int, float], *, alpha: float = 0.05, m: int = 1,
+               tau: float = TAU) -> SequentialResult:
+    """The sequential test of ``arm - reference`` over their common seeds, taken in seed order as
+    if it had been looked at after every seed: the running intersection of Lai's confidence
+    sequence ``mean_k +- c_k sd_k / sqrt(k)`` over ``k <= n`` (valid at every ``n`` at once), and
+    whether and when it first excluded zero. The interval excludes zero exactly when
+    ``m * p_value < alpha``.
+
+    Example:
+        >>> ref = {s: 0.80 + 0.01 * (s % 3) for s in range(8)}
+        >>> r = sequential(ref, {s: v + 0.05 + 0.002 * (s % 2) for s, v in ref.items()}, alpha=0.05, m=1)
+        >>> r.decided_at, r.ci_low > 0
+        (4, True)
+    """
+    seeds = sorted(set(reference) & set(arm))
+    x = np.array([arm[s] - reference[s] for s in seeds], dtype=float)
+    n = len(x)
+    if n < 2:
+        mean = float(x.mean()) if n else math.nan
+        return SequentialResult(n, mean, math.nan, -math.inf, math.inf, 1.0, 1.0, None)
+    k = np.arange(1, n + 1)
+    means = np.cumsum(x) / k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (np.cumsum(x * x) - k * means * means) / np.maximum(k - 1, 1)
+    sds = np.sqrt(np.maximum(var, 0.0))
+    c = anytime_critical_value(k, alpha=alpha, m=m, tau=tau)
+    with np.errstate(invalid="ignore"):
+        half = np.where(np.isfinite(c), c * sds / np.sqrt(k), np.inf)
+    lows, highs = means - half, means + half
+    lows[0], highs[0] = -np.inf, np.inf
+    low, high = float(np.max(lows)), float(np.min(highs))
+    excluded = (lows > 0) | (highs < 0)
+    decided = int(k[np.argmax(excluded)]) if excluded.any() else None
+    if low > high:  # the sequence contradicted itself (probability <= alpha / m): keep the latest
+        low, high = float(lows[-1]), float(highs[-1])
+    e = float(np.exp(np.max(mixture_log_evalue(x, tau=tau))))
+    return SequentialResult(n, float(means[-1]), float(sds[-1]), low, high, e, min(1.0, 1.0 / e), decided)
+
+
+def check_tau(tau: float) -> float:
+    if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and tau > 0 and math.isfinite(tau)):
+        raise ValueError(f"tau (the mixture's scale over standardised effects) must be a positive number, got {tau!r}")
+    return float(tau)
+
+
+def _check_level(alpha: float, m: int) -> None:
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"m (the number of comparisons) must be an integer >= 1, got {m!r}")
+
+
+def _check_power(power: float) -> None:
+    if not (isinstance(power, (int, float)) and 0 < power < 1):
+        raise ValueError(f"power must be in (0, 1), got {power!r}")

@@ -1,6 +1,6 @@
 """Data: real data sets (decoded once, cached), splits and device-resident loaders."""
 
-from trickbag.data.core import ArrayDataset, Splits, cache_dir, split_off, subset
+from trickbag.data.core import ArrayDataset, Splits, cache_dir, split_off, subset, symmetric_label_noise, with_label_noise
 from trickbag.data.loader import DeviceLoader, TorchLoader
 from trickbag.data.synthetic import synthetic
 from trickbag.data.text import mr_polarity
@@ -18,5 +18,7 @@ __all__ = [
     "mr_polarity",
     "split_off",
     "subset",
+    "symmetric_label_noise",
     "synthetic",
+    "with_label_noise",
 ]

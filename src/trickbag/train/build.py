@@ -96,7 +96,7 @@ DATASETS: dict[str, Callable[[RunConfig], Any]] = {
 
 def load_splits(cfg: RunConfig):
     """The data set's splits, with a validation split made from the training data if needed."""
-    from trickbag.data import split_off, subset
+    from trickbag.data import split_off, subset, with_label_noise
 
     if is_import_path(cfg.data.name):  # your own: package.module:callable(**options)
         fn = import_object(cfg.data.name, "data")
@@ -110,6 +110,10 @@ def load_splits(cfg: RunConfig):
         splits.train, splits.val = split_off(splits.train, cfg.data.val_fraction, seed=cfg.data.split_seed)
     if cfg.data.subset:
         splits.train = subset(splits.train, cfg.data.subset, seed=cfg.data.split_seed)
+    if cfg.data.label_noise:
+        # the training labels only: validation and test keep the true labels they are measured on
+        splits.train = with_label_noise(splits.train, cfg.data.label_noise, num_classes=splits.num_classes,
+                                        seed=cfg.data.split_seed)
     return splits
 
 
