@@ -63,6 +63,9 @@ def problems() -> list[str]:
         found.append("README.md's demo table differs from the committed results: run docs/make_readme_demo.py")
     for seed in BASE_SEEDS:
         saved = json.loads(_results(seed).read_text())["spec"]
+        # the saved base config is read back as trickbag reads configs today, so options added
+        # since (with their defaults) do not count as drift; any value that differs does
+        saved = {**saved, "base": load_config(saved["base"]).to_dict()}
         want = spec_from_config(load_config(CONFIG, [f"train.seed={seed}"])).to_dict()
         if saved != want:
             keys = sorted(k for k in want if saved.get(k) != want[k])
