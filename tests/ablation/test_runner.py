@@ -187,7 +187,7 @@ def test_adaptive_seeds_stop_decided_arms_within_the_budget(tmp_path, capsys):
     summary = run(easy, "flooding:b=0.0,sgd:lr=1.0e-6", seeds="auto", budget=22, out=out)
     rows = {r["label"]: r for r in summary["rows"]}
     assert summary["counts"]["done"] <= 22
-    frozen, same = rows["sgd:lr=1e-06"], rows["flooding:b=0.0"]
+    frozen, same = rows["sgd:lr=1e-06,momentum=0.9,nesterov=True"], rows["flooding:b=0.0"]
     assert frozen["verdict"] == "hurts" and frozen["n"] == frozen["decided_at"] == 4  # stopped at the first look
     assert same["verdict"] == "no evidence at 9 seeds" and same["decided_at"] is None
     assert rows["baseline"]["n"] == 9 and summary["counts"]["done"] == 22
@@ -214,7 +214,7 @@ def test_factorial_screening_runs_the_design_and_names_its_aliases(tmp_path):
     summary = run(write(tmp_path), tricks, seeds=2, mode="factorial", out=out, progress=False)
     assert summary["counts"] == {"planned": 16, "done": 16, "running": 0}  # 8 runs of 2^(4-1), not 16 subsets
     rows = {r["label"]: r for r in summary["rows"]}
-    assert rows["sgd:lr=1e-06"]["verdict"] == "hurts"  # a learning rate of 1e-6 cannot learn
+    assert rows["sgd:lr=1e-06,momentum=0.9,nesterov=True"]["verdict"] == "hurts"  # a learning rate of 1e-6 cannot learn
     assert rows["flooding:b=0.0"]["verdict"].startswith("no evidence")
     chains = [r["label"] for r in summary["rows"] if r["kind"] == "interaction"]
     assert len(chains) == 3 and all(" = " in c for c in chains)
@@ -223,6 +223,6 @@ def test_factorial_screening_runs_the_design_and_names_its_aliases(tmp_path):
     for c in chains:
         assert c in md
     text = (out / "table.txt").read_text()
-    assert text.startswith("effect ") and "sgd:lr=1e-06" in text
+    assert text.startswith("effect ") and "sgd:lr=1e-06,momentum=0.9,nesterov=True" in text
     with pytest.raises(ValueError, match="factorial screening takes a fixed number of seeds"):
         run(write(tmp_path), tricks, seeds="auto", budget=99, mode="factorial", out=tmp_path / "b", progress=False)

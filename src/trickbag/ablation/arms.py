@@ -33,11 +33,13 @@ class Arm:
 
 def parse_tricks(spec: str | Sequence[Any]) -> list[TrickSpec]:
     """Tricks from the command line (``"label_smoothing,mixup:alpha=0.2,prob=0.5,cutout"``:
-    a ``key=value`` without a name continues the previous trick) or from a YAML list.
+    a ``key=value`` without a name continues the previous trick) or from a YAML list. Each
+    carries the parameters in force, the catalog's defaults included, so an arm's label says
+    what ran (``cutout:size=8``, not ``cutout``).
 
     Example:
-        >>> [t.label() for t in parse_tricks("label_smoothing,mixup:alpha=0.2,cutout:size=8")]
-        ['label_smoothing', 'mixup:alpha=0.2', 'cutout:size=8']
+        >>> [t.label() for t in parse_tricks("label_smoothing,mixup:alpha=0.2,cutout")]
+        ['label_smoothing:smoothing=0.1', 'mixup:alpha=0.2', 'cutout:size=8']
     """
     if isinstance(spec, str):
         items: list[str] = []
@@ -51,8 +53,9 @@ def parse_tricks(spec: str | Sequence[Any]) -> list[TrickSpec]:
         tricks = [parse_trick(t) for t in spec]
     if not tricks:
         raise ValueError("give at least one trick to ablate (--tricks a,b,c or ablation.tricks in the config)")
-    for t in tricks:
-        catalog.get(t.name)  # unknown names fail here, with the closest ones
+    # unknown names fail here, with the closest ones; defaults become explicit
+    tricks = [TrickSpec(t.name, {**t.params, **{k: v for k, v in catalog.get(t.name).defaults.items()
+                                                 if k not in t.params}}) for t in tricks]
     labels = [t.label() for t in tricks]
     dupes = {x for x in labels if labels.count(x) > 1}
     if dupes:
@@ -68,7 +71,7 @@ def make_arms(tricks: Sequence[TrickSpec], mode: str = "add-one") -> list[Arm]:
 
     Example:
         >>> [a.label for a in make_arms(parse_tricks("mixup,cutout"), "leave-one-out")]
-        ['all', 'without mixup', 'without cutout']
+        ['all', 'without mixup:alpha=0.2', 'without cutout:size=8']
     """
     check_choice("mode", mode, MODES)
     tricks = list(tricks)
