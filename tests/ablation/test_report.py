@@ -39,3 +39,20 @@ def test_table_says_how_its_interval_was_made():
     assert "95% CS (anytime)" in text and "Lai's anytime-valid confidence sequence" in text
     assert text.splitlines()[2].rstrip().endswith("12")
     assert all(line == line.rstrip() for line in text.splitlines())
+
+
+def test_curves_of_one_epoch_runs_show_their_points(tmp_path):
+    """A one-epoch ablation's curve plots were empty axes: each arm's point is drawn (with its
+    min-max whisker), in the arm's colour."""
+    import numpy as np
+    from matplotlib import image
+
+    from trickbag.ablation.report import _plot_curves
+
+    arms = make_arms(parse_tricks("ema"))
+    data = {"arms": [{"arm": a, "history": {0: [{"epoch": 1, "val_acc": v}], 1: [{"epoch": 1, "val_acc": v + 0.02}]}}
+                     for a, v in zip(arms, (0.6, 0.8))]}
+    assert _plot_curves(data, "val_acc", tmp_path / "c.png", "validation accuracy")
+    px = (image.imread(tmp_path / "c.png")[..., :3] * 255).reshape(-1, 3)
+    blue = np.array([0x1F, 0x77, 0xB4])
+    assert (np.abs(px - blue).max(axis=1) < 30).sum() > 80  # the arm's marker and whisker (the legend alone has ~45)

@@ -296,6 +296,11 @@ def _curve(entry, key: str):
     return np.arange(1, length + 1), cols.mean(0), cols.min(0), cols.max(0)
 
 
+def _points(x) -> dict[str, Any]:
+    """Markers on curves of a few epochs (a one-epoch curve is otherwise invisible)."""
+    return {"marker": "o", "markersize": 4} if len(x) <= 3 else {}
+
+
 def _plot_curves(data, key: str, path: Path, ylabel: str, *, loss: bool = False) -> bool:
     """Small multiples: one panel per arm, its mean over seeds (band: min to max) over the
     reference's in grey, so that no arm's line hides under another's. On the training loss, arms
@@ -315,12 +320,17 @@ def _plot_curves(data, key: str, path: Path, ylabel: str, *, loss: bool = False)
         ax = axes[i // cols][i % cols]
         if ref_curve is not None:
             x, mean, lo, hi = ref_curve
-            ax.plot(x, mean, color="#57606a", linewidth=1.3, label=ref["arm"].label)
+            ax.plot(x, mean, color="#57606a", linewidth=1.3, label=ref["arm"].label, **_points(x))
             ax.fill_between(x, lo, hi, color="#57606a", alpha=0.15, linewidth=0)
         x, mean, lo, hi = _curve(entry, key)
         other = loss and changes_target(entry["arm"])
         color = COLORS[0]  # one colour for every arm: neither the verdicts' green and red nor a ranking
-        ax.plot(x, mean, color=color, linewidth=1.5, linestyle="--" if other else "-", label="this arm")
+        ax.plot(x, mean, color=color, linewidth=1.5, linestyle="--" if other else "-", label="this arm", **_points(x))
+        if len(x) == 1:  # one epoch: a point and its min-max whisker, not an empty band
+            ax.errorbar(x, mean, yerr=[[mean[0] - lo[0]], [hi[0] - mean[0]]], color=color, capsize=3, linewidth=1)
+        if len(x) <= 3:
+            ax.set_xticks(list(x))
+            ax.set_xlim(min(x) - 0.5, max(x) + 0.5)
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
         title = entry["arm"].label if len(entry["arm"].label) < 40 else entry["arm"].label[:37] + "..."
         if other:
@@ -332,7 +342,8 @@ def _plot_curves(data, key: str, path: Path, ylabel: str, *, loss: bool = False)
         axes[j // cols][j % cols].set_visible(False)
     from matplotlib.ticker import MaxNLocator
 
-    axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if max(len(_curve(e, key)[0]) for e in panels) > 3:  # short curves keep their own epoch ticks
+        axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].legend(fontsize=6.5, loc="best")
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel(ylabel, fontsize=8)
