@@ -134,3 +134,26 @@ def test_config_loggers_track_a_cli_run_and_each_search_trial_under_the_study(tm
         from trickbag.train.config import load_config
 
         build_run(load_config({**cfg, "train": {**cfg["train"], "loggers": ["mlflw"]}}))
+
+
+def test_each_ablation_trial_is_a_tracked_run_under_the_study(tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow is not installed (extra: mlflow)")
+    import yaml
+    from mlflow import MlflowClient
+
+    from trickbag.ablation import run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = {"data": {"name": "synthetic", "options": {"num_train": 160, "num_test": 64, "shape": [8], "num_classes": 3},
+                    "batch_size": 32},
+           "model": {"name": "mlp", "hidden": [16]}, "optimizer": {"name": "adamw", "lr": 0.01},
+           "train": {"epochs": 1, "progress": False, "deterministic": True,
+                     "loggers": [{"mlflow": {"tracking_uri": uri}}]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run(path, "ema:decay=0.9", seeds=2, out=tmp_path / "abl", progress=False, study_name="tracked-ablation")
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("tracked-ablation").experiment_id])
+    assert sorted((r.data.tags["arm"], r.data.tags["seed"]) for r in runs) == [
+        ("baseline", "0"), ("baseline", "1"), ("ema:decay=0.9", "0"), ("ema:decay=0.9", "1")]
+    assert "Trials ran with deterministic algorithms" in (tmp_path / "abl" / "report.md").read_text()

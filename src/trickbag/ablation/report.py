@@ -404,7 +404,12 @@ def _explain_arms(page: Page, rows, spec, data) -> None:
         f"{sign_note}Effects are paired differences over seeds: seed i gives every arm the same initial weights and "
         f"data order, so each difference is measured on one seed. The metric is the final epoch's {spec.metric} on "
         f"the validation split ({'higher' if spec.direction == 'maximize' else 'lower'} is better); the test split "
-        "is not used.")
+        "is not used. " + (
+            "Trials ran with deterministic algorithms (train.deterministic: true): a seed repeats bit for bit, so "
+            "the spread over seeds is the seeds' alone." if spec.base.train.deterministic else
+            "Trials did not force deterministic algorithms (train.deterministic: false): on a GPU, nondeterministic "
+            "kernels add a little noise beyond the seed's (set train.deterministic: true to rule it out; on CPU "
+            "runs repeat exactly)."))
     if spec.adaptive:
         used = sum(len(e["values"]) + len(e["failures"]) for e in data["arms"])
         page.paragraph(

@@ -220,11 +220,13 @@ class _Progress:
             self.bar.close()
 
 
-def _payload(spec: AblationSpec, trial, devices: list[str]) -> dict[str, Any]:
+def _payload(spec: AblationSpec, trial, devices: list[str], study: str | None = None) -> dict[str, Any]:
     arm = spec.arms[trial.user_attrs["arm"]]
     device = devices[trial.number % len(devices)] if devices else None
-    return {"config": spec.arm_config(arm, trial.user_attrs["seed"]), "metric": spec.metric, "device": device,
-            "source": spec.base.source}
+    seed = trial.user_attrs["seed"]
+    tracking = {"group": study, "run_name": f"{arm.label} seed {seed}", "tags": {"arm": arm.label, "seed": seed}}
+    return {"config": spec.arm_config(arm, seed), "metric": spec.metric, "device": device,
+            "source": spec.base.source, "tracking": tracking}
 
 
 def _devices(base: RunConfig) -> list[str]:
@@ -371,7 +373,7 @@ def _work(spec: AblationSpec, planned: _study.PlannedStudy, workers: int, bar: _
 
     def prepare(trial):
         bar.started(f"{trial.user_attrs['label']} seed {trial.user_attrs['seed']}")
-        return _payload(spec, trial, devices)
+        return _payload(spec, trial, devices, planned.name)
 
     _study.run_slots(planned, workers=workers, prepare=prepare, execute=run_trial,
                      finish=lambda trial, _, result: _finish(spec, planned, trial, result, bar), threads=threads,

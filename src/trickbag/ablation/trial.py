@@ -50,7 +50,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
         cfg.source = payload.get("source")
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True
-        run = build_run(cfg, splits=_splits(cfg))
+        run = build_run(cfg, splits=_splits(cfg), tracking=payload.get("tracking"))
         fit_start = time.perf_counter()
         results = run.fit()
         train_time = time.perf_counter() - fit_start
