@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from scipy import stats
 
@@ -226,3 +227,18 @@ def test_factorial_screening_runs_the_design_and_names_its_aliases(tmp_path):
     assert text.startswith("effect ") and "sgd:lr=1e-06,momentum=0.9,nesterov=True" in text
     with pytest.raises(ValueError, match="factorial screening takes a fixed number of seeds"):
         run(write(tmp_path), tricks, seeds="auto", budget=99, mode="factorial", out=tmp_path / "b", progress=False)
+
+
+def test_a_worker_prepares_the_data_once_for_all_its_trials():
+    """Persistent workers: the second trial of a process reuses the first one's decoded splits and
+    normaliser (on a GPU the splits also stay on the device)."""
+    from trickbag.ablation.trial import _splits
+    from trickbag.train import build
+    from trickbag.train.config import load_config
+
+    cfg = load_config({"data": {"name": "synthetic", "options": {"num_train": 64, "num_test": 16, "shape": [1, 8, 8],
+                                                                 "num_classes": 2}}})
+    first = _splits(cfg)
+    assert _splits(load_config(cfg.to_dict())) is first  # an equal config: the same splits object
+    images = (first.train.inputs * 40).clamp(0, 255).to(torch.uint8)
+    assert build._normalizer(images) is build._normalizer(images)

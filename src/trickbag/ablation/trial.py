@@ -14,8 +14,10 @@ __all__ = ["run_trial", "final_metric"]
 _SPLITS: dict[str, Any] = {}
 
 
-def _splits(cfg) -> Any:
-    """Data loaded once per process and shared by its trials (the splits never change)."""
+def _splits(cfg, device: str | None = None) -> Any:
+    """Data loaded once per worker process and shared by its trials (the splits never change);
+    with a CUDA ``device`` the tensors move there once too, so a trial's loaders start on the
+    device without a copy (a persistent worker decodes, copies and warms up once, not per trial)."""
     import yaml
 
     from trickbag.train.build import load_splits
@@ -24,7 +26,20 @@ def _splits(cfg) -> Any:
     if key not in _SPLITS:
         _SPLITS.clear()
         _SPLITS[key] = load_splits(cfg)
-    return _SPLITS[key]
+    splits = _SPLITS[key]
+    if device is not None and torch.device(device).type == "cuda":
+        for part in ("train", "val", "test"):
+            data = getattr(splits, part)
+            if data is not None and data.inputs.device != torch.device(device):
+                data.inputs, data.targets = data.inputs.to(device), data.targets.to(device)
+    return splits
+
+
+def _device(cfg) -> str | None:
+    """The device a trial trains on, for keeping its data there (None: the CPU)."""
+    if cfg.train.device == "auto":
+        return "cuda" if torch.cuda.is_available() else None
+    return cfg.train.device
 
 
 def final_metric(results: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
@@ -50,7 +65,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
         cfg.source = payload.get("source")
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True
-        run = build_run(cfg, splits=_splits(cfg), tracking=payload.get("tracking"))
+        run = build_run(cfg, splits=_splits(cfg, _device(cfg)), tracking=payload.get("tracking"))
         fit_start = time.perf_counter()
         results = run.fit()
         train_time = time.perf_counter() - fit_start

@@ -50,7 +50,7 @@ def run_search_trial(payload: dict[str, Any]) -> dict[str, Any]:
     and whether the pruner stopped it. Never raises."""
     import optuna
 
-    from trickbag.ablation.trial import _splits, final_metric
+    from trickbag.ablation.trial import _device, _splits, final_metric
     from trickbag.train.build import build_run
     from trickbag.train.config import load_config
 
@@ -63,7 +63,7 @@ def run_search_trial(payload: dict[str, Any]) -> dict[str, Any]:
             cfg.train.device = payload["device"]
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True
-        splits = _splits(cfg)
+        splits = _splits(cfg, _device(cfg))
         epochs = payload["epochs"]
         steps_per_epoch = max(1, len(splits.train) // cfg.data.batch_size // cfg.train.grad_accum_steps)
         if epochs < 1:

@@ -566,6 +566,21 @@ class Run:
         return sorted(names)
 
 
+_NORMALIZERS: dict[tuple, Any] = {}
+
+
+def _normalizer(images: torch.Tensor):
+    """The training images' per-channel normaliser, computed once per tensor in a process (the
+    trials of an ablation or search share their data, so they share this too)."""
+    from trickbag.augment import fit_normalizer
+
+    key = (id(images), images.data_ptr(), tuple(images.shape), str(images.device))
+    if key not in _NORMALIZERS:
+        _NORMALIZERS.clear()
+        _NORMALIZERS[key] = fit_normalizer(images)
+    return _NORMALIZERS[key]
+
+
 def _logger_specs(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """``train.loggers`` as {name: parameters}; names checked against the known loggers."""
     from trickbag.train.callbacks.tracking import TRACKERS
@@ -656,7 +671,7 @@ def build_run(cfg: RunConfig, *, run_dir: str | Path | None = None, splits=None,
     splits = splits if splits is not None else load_splits(cfg)
     device = _resolve_device(cfg.train.device)
     image = splits.train.kind == "image"
-    normalizer = fit_normalizer(splits.train.inputs) if image and not splits.train.inputs.is_floating_point() else None
+    normalizer = _normalizer(splits.train.inputs) if image and not splits.train.inputs.is_floating_point() else None
     augment = build_augment(cfg.data.augment) if cfg.data.augment else None
     if plan.loader_augment:
         from trickbag.augment import Compose
