@@ -2,7 +2,7 @@
 
 CPU (default): a small CNN on synthetic 28x28 images. GPU (--gpu): ResNet-18 on synthetic
 32x32 images, batch 512, bf16, channels-last. Both: the Monitor at its default interval
-(every 50 steps) and at every 10, each timed over the same number of steps as the plain
+(about 20 samples a run, at most 50 steps apart), at every 50 and at every 10 steps, each timed over the same number of steps as the plain
 Trainer, interleaved, medians of the repeats.
 
 Run: python benchmarks/monitor_overhead.py [--gpu] [--steps 200 --repeats 5]
@@ -60,7 +60,8 @@ def main() -> None:
         data = ArrayDataset(torch.randn(4096, 1, 28, 28), torch.randint(0, 10, (4096,)))
         make = lambda: small_cnn(1, 10, width=16)  # noqa: E731
         label = "small CNN (width 16), batch 64, fp32, 2 threads"
-    variants = {"no monitor": lambda: [], "Monitor(every_steps=50)": lambda: [Monitor(50, diagnose=False)],
+    variants = {"no monitor": lambda: [], "Monitor() (default: ~20 samples a run)": lambda: [Monitor(diagnose=False)],
+                "Monitor(every_steps=50)": lambda: [Monitor(50, diagnose=False)],
                 "Monitor(every_steps=10)": lambda: [Monitor(10, diagnose=False)]}
     for name, cbs in variants.items():  # warm-up
         timed(make, data, batch, 20, device, precision, cbs())
