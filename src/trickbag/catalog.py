@@ -136,6 +136,14 @@ TRICKS: tuple[Trick, ...] = (
           "Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville. Improved Training of Wasserstein GANs. "
           "NeurIPS 2017.",
           f"{_L}:gradient_penalty", f"{_L}:critic_loss"),
+    Trick("class_balanced", "loss", "Weight each class by its inverse effective number of samples (long-tailed data).",
+          "Cui, Jia, Lin, Song, Belongie. Class-Balanced Loss Based on Effective Number of Samples. CVPR 2019.",
+          f"{_L}:class_balanced_weights", f"{_L}:ClassBalancedLoss", callback=_CB + "ClassBalanced",
+          use="callback", defaults={"beta": 0.9999}),
+    Trick("logit_adjustment", "loss", "Add tau * log(class prior) to the logits in the loss: balanced error on long tails.",
+          "Menon, Jayasumana, Rawat, Jain, Veit, Kumar. Long-Tail Learning via Logit Adjustment. ICLR 2021.",
+          f"{_L}:logit_adjusted_cross_entropy", f"{_L}:LogitAdjustedLoss", callback=_CB + "LogitAdjustment",
+          use="callback", defaults={"tau": 1.0}),
     # ---- regularizers -------------------------------------------------------------------
     Trick("flooding", "regularizer", "Keep the training loss near a flood level b: gradient ascent below it.",
           "Ishida, Yamane, Sakai, Niu, Sugiyama. Do We Need Zero Training Loss After Achieving "
@@ -429,6 +437,10 @@ TRICKS: tuple[Trick, ...] = (
     Trick("nan_guard", "loop", "Stop on a non-finite loss or gradient before it spreads, with a diagnosis.",
           "Goodfellow, Bengio, Courville. Deep Learning, ch. 11 (Practical Methodology). MIT Press 2016.",
           "trickbag.loop:all_finite", _CB + "NaNGuard", callback=_CB + "NaNGuard", use="callback"),
+    Trick("temperature_scaling", "loop", "Divide the logits by one temperature fitted on the validation split: calibration.",
+          "Guo, Pleiss, Sun, Weinberger. On Calibration of Modern Neural Networks. ICML 2017.",
+          "trickbag.calibration:fit_temperature", "trickbag.calibration:TemperatureScaled",
+          callback=_CB + "TemperatureScaling", use="callback"),
     # ---- tools ---------------------------------------------------------------------------------
     Trick("monitor", "tool", "Per-layer activation, gradient and update statistics, with diagnoses.",
           "Karpathy. CS231n: Babysitting the Learning Process. Stanford 2016; Glorot, Bengio. AISTATS 2010.",

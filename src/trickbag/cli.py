@@ -151,6 +151,16 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from trickbag.ensemble import run, table_text
+
+    result = run(args.runs, data=args.data, combine=args.combine, calibrate=args.calibrate, bins=args.bins,
+                 out=args.out, intervals=args.intervals, device=args.device)
+    print(table_text(result["rows"]))
+    print(f"reliability diagram: {result['reliability']}  (and ensemble.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trickbag",
@@ -210,6 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200, help="updates in the sweep (default 200)")
     p.add_argument("--out", default=".", help="folder for lr_find.png and lr_find.json (a run directory, say)")
     p.set_defaults(func=_cmd_lr_find)
+
+    p = sub.add_parser("ensemble", help="evaluate trained runs as an ensemble: accuracy, NLL, ECE, reliability diagram")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (or weights files inside them, "
+                   "e.g. RUN/snapshots/snapshot-1.pt)")
+    p.add_argument("--data", default="test", choices=["test", "val"], help="the runs' split to evaluate (default test)")
+    p.add_argument("--combine", default="probs", choices=["probs", "logits"],
+                   help="average the softmax outputs (default) or the logits")
+    p.add_argument("--calibrate", action="store_true", help="also fit temperatures on the validation split")
+    p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE (default 15)")
+    p.add_argument("--intervals", type=int, default=0, metavar="N", help="bootstrap samples for 95%% intervals (0: none)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/ensemble", help="folder for reliability.png and ensemble.json")
+    p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
     p.add_argument("dir")

@@ -1,6 +1,7 @@
 """Data: real data sets (decoded once, cached), splits and device-resident loaders."""
 
 from trickbag.data.core import ArrayDataset, Splits, cache_dir, split_off, subset
+from trickbag.data.imbalance import long_tail_counts, long_tailed
 from trickbag.data.loader import DeviceLoader, TorchLoader
 from trickbag.data.synthetic import synthetic
 from trickbag.data.text import mr_polarity
@@ -15,6 +16,8 @@ __all__ = [
     "cifar10",
     "fashion_mnist",
     "image_folder",
+    "long_tail_counts",
+    "long_tailed",
     "mr_polarity",
     "split_off",
     "subset",

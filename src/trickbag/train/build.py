@@ -103,6 +103,13 @@ def load_splits(cfg: RunConfig):
     splits = DATASETS[cfg.data.name](cfg)
     if splits.val is None and cfg.data.val_fraction > 0:
         splits.train, splits.val = split_off(splits.train, cfg.data.val_fraction, seed=cfg.data.split_seed)
+    if cfg.data.long_tail is not None:  # after the validation split, which stays balanced like the test split
+        from trickbag.data import long_tailed
+
+        if not isinstance(cfg.data.long_tail, dict):
+            raise ValueError(f"data.long_tail must be a mapping such as {{imbalance_ratio: 100}}, got {cfg.data.long_tail!r}")
+        _check_kwargs(long_tailed, cfg.data.long_tail, "data.long_tail", skip=("data",))
+        splits.train = long_tailed(splits.train, **{"seed": cfg.data.split_seed, **cfg.data.long_tail})
     if cfg.data.subset:
         splits.train = subset(splits.train, cfg.data.subset, seed=cfg.data.split_seed)
     return splits

@@ -50,6 +50,7 @@ class DataConfig:
     val_fraction: float = 0.1  # split off the training data (fixed split_seed) when there is no val split
     split_seed: int = 0
     subset: int | None = None  # use this many training examples (after the validation split)
+    long_tail: dict[str, Any] | None = None  # {imbalance_ratio: 100, profile: exponential}: long-tailed training split
     augment: list[Any] = field(default_factory=list)  # applied by the loader to training batches
     loader: str = "device"  # "device" (whole data set on the device) or "torch" (DataLoader)
     num_workers: int = 0

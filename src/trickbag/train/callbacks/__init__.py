@@ -7,6 +7,7 @@ from trickbag.train.callbacks.checkpoint import Checkpoint
 from trickbag.train.callbacks.control import EarlyStopping, NaNGuard
 from trickbag.train.callbacks.embedding import EmbeddingAdversarial
 from trickbag.train.callbacks.evaluation import TestTimeAugmentation
+from trickbag.train.callbacks.imbalance import ClassBalanced, LogitAdjustment, TemperatureScaling
 from trickbag.train.callbacks.initialization import PatchWhitening
 from trickbag.train.callbacks.gradients import GradientCentralization, GradientClipping, GradientNoise
 from trickbag.train.callbacks.logging import MetricsLogger, ProgressBar
@@ -19,6 +20,7 @@ __all__ = [
     "Augment",
     "Callback",
     "Checkpoint",
+    "ClassBalanced",
     "CutMix",
     "EMA",
     "EarlyStopping",
@@ -28,6 +30,7 @@ __all__ = [
     "GradientClipping",
     "GradientNoise",
     "LRSchedule",
+    "LogitAdjustment",
     "LabelSmoothing",
     "MetricsLogger",
     "Mixup",
@@ -36,6 +39,7 @@ __all__ = [
     "ProgressBar",
     "SWA",
     "SnapshotEnsemble",
+    "TemperatureScaling",
     "TestTimeAugmentation",
     "WeightPenalty",
     "check_compatible",
