@@ -14,6 +14,14 @@ from trickbag.losses.imbalance import (
     class_priors,
     logit_adjusted_cross_entropy,
 )
+from trickbag.losses.multitask import (
+    TASK_KINDS,
+    MultiTaskLoss,
+    parameter_distance,
+    soft_sharing_penalty,
+    uncertainty_weighted_loss,
+    weighted_task_loss,
+)
 from trickbag.losses.penalties import l1_penalty, l2_penalty, penalized_parameters
 from trickbag.losses.smoothing import (
     LabelSmoothingCrossEntropy,
@@ -24,6 +32,12 @@ from trickbag.losses.smoothing import (
 from trickbag.losses.wasserstein import clip_weights_, critic_loss, generator_loss, gradient_penalty
 
 __all__ = [
+    "TASK_KINDS",
+    "MultiTaskLoss",
+    "parameter_distance",
+    "soft_sharing_penalty",
+    "uncertainty_weighted_loss",
+    "weighted_task_loss",
     "CLASS_BALANCED_LOSSES",
     "ClassBalancedLoss",
     "LogitAdjustedLoss",

@@ -110,8 +110,20 @@ def load_splits(cfg: RunConfig):
             raise ValueError(f"data.long_tail must be a mapping such as {{imbalance_ratio: 100}}, got {cfg.data.long_tail!r}")
         _check_kwargs(long_tailed, cfg.data.long_tail, "data.long_tail", skip=("data",))
         splits.train = long_tailed(splits.train, **{"seed": cfg.data.split_seed, **cfg.data.long_tail})
+    if cfg.data.label_noise is not None:  # the training labels only: validation and test stay clean
+        from trickbag.data import with_label_noise
+
+        if not isinstance(cfg.data.label_noise, dict) or "rate" not in cfg.data.label_noise:
+            raise ValueError(f"data.label_noise must be a mapping such as {{rate: 0.2, seed: 0}}, got {cfg.data.label_noise!r}")
+        _check_kwargs(with_label_noise, cfg.data.label_noise, "data.label_noise", skip=("data",))
+        splits.train = with_label_noise(splits.train, **cfg.data.label_noise)
     if cfg.data.subset:
         splits.train = subset(splits.train, cfg.data.subset, seed=cfg.data.split_seed)
+    if cfg.data.exclude:
+        from trickbag.data import exclude, read_exclusions
+
+        path = _find(cfg.data.exclude, cfg, "data.exclude")
+        splits.train = exclude(splits.train, read_exclusions(path, len(splits.train)))
     return splits
 
 

@@ -51,6 +51,8 @@ class DataConfig:
     split_seed: int = 0
     subset: int | None = None  # use this many training examples (after the validation split)
     long_tail: dict[str, Any] | None = None  # {imbalance_ratio: 100, profile: exponential}: long-tailed training split
+    label_noise: dict[str, Any] | None = None  # {rate: 0.2, seed: 0}: symmetric noise in the training labels
+    exclude: str | None = None  # a file of training-split positions to leave out (`trickbag clean` writes one)
     augment: list[Any] = field(default_factory=list)  # applied by the loader to training batches
     loader: str = "device"  # "device" (whole data set on the device) or "torch" (DataLoader)
     num_workers: int = 0

@@ -11,6 +11,7 @@ from trickbag.train.callbacks.imbalance import ClassBalanced, LogitAdjustment, T
 from trickbag.train.callbacks.initialization import PatchWhitening
 from trickbag.train.callbacks.gradients import GradientCentralization, GradientClipping, GradientNoise
 from trickbag.train.callbacks.logging import MetricsLogger, ProgressBar
+from trickbag.train.callbacks.multitask import SoftSharingPenalty
 from trickbag.train.callbacks.losses import Flooding, LabelSmoothing, WeightPenalty
 from trickbag.train.callbacks.schedule import LRSchedule
 
@@ -38,6 +39,7 @@ __all__ = [
     "PatchWhitening",
     "ProgressBar",
     "SWA",
+    "SoftSharingPenalty",
     "SnapshotEnsemble",
     "TemperatureScaling",
     "TestTimeAugmentation",
