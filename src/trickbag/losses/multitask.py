@@ -155,7 +155,7 @@ class MultiTaskLoss(nn.Module):
         """The effective weight of each task: fixed, or :math:`c_t e^{-s_t}` when learned."""
         if self.weighting == "fixed":
             return dict(self.weights or {t: 1.0 for t in self.fns})
-        return {t: (1.0 if self.kinds.get(t, "classification") == "classification" else 0.5) * float(torch.exp(-s))
+        return {t: (1.0 if self.kinds.get(t, "classification") == "classification" else 0.5) * float(torch.exp(-s.detach()))
                 for t, s in self.log_vars.items()}
 
     def extra_repr(self) -> str:
