@@ -144,6 +144,10 @@ TRICKS: tuple[Trick, ...] = (
           "Menon, Jayasumana, Rawat, Jain, Veit, Kumar. Long-Tail Learning via Logit Adjustment. ICLR 2021.",
           f"{_L}:logit_adjusted_cross_entropy", f"{_L}:LogitAdjustedLoss", callback=_CB + "LogitAdjustment",
           use="callback", defaults={"tau": 1.0}),
+    Trick("uncertainty_weighting", "loss", "Multi-task loss weighted by learned task uncertainty: sum exp(-s_t) L_t + s_t / 2.",
+          "Kendall, Gal, Cipolla. Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry "
+          "and Semantics. CVPR 2018.",
+          f"{_L}:uncertainty_weighted_loss", f"{_L}:MultiTaskLoss"),
     # ---- regularizers -------------------------------------------------------------------
     Trick("flooding", "regularizer", "Keep the training loss near a flood level b: gradient ascent below it.",
           "Ishida, Yamane, Sakai, Niu, Sugiyama. Do We Need Zero Training Loss After Achieving "
@@ -158,6 +162,10 @@ TRICKS: tuple[Trick, ...] = (
           "Krogh, Hertz. A Simple Weight Decay Can Improve Generalization. NeurIPS 1991.",
           f"{_L}:l2_penalty", f"{_L}:penalized_parameters",
           callback="trickbag.train.callbacks:WeightPenalty", use="callback", defaults={"l2": 5e-4}),
+    Trick("soft_sharing", "regularizer", "Multi-task soft sharing: a model per task, penalising the distance between them.",
+          "Duong, Cohn, Bird, Cook. Low Resource Dependency Parsing: Cross-lingual Parameter Sharing in a "
+          "Neural Network Parser. ACL 2015.",
+          f"{_L}:soft_sharing_penalty", "trickbag.multitask:SoftSharing", callback=_CB + "SoftSharingPenalty"),
     Trick("weight_clipping", "regularizer", "Clamp every parameter to [-c, c] (the original WGAN's Lipschitz constraint).",
           "Arjovsky, Chintala, Bottou. Wasserstein Generative Adversarial Networks. ICML 2017.",
           f"{_L}:clip_weights_", f"{_L}:clip_weights_"),
@@ -296,6 +304,9 @@ TRICKS: tuple[Trick, ...] = (
     Trick("activations", "layer", "ReLU-family activations by name: relu, leaky_relu, gelu, silu, mish, ...",
           "Nair, Hinton. Rectified Linear Units Improve Restricted Boltzmann Machines. ICML 2010.",
           f"{_Y}:make_activation", "torch.nn:ReLU"),
+    Trick("hard_sharing", "layer", "Multi-task hard sharing: one shared trunk, a head per task, a weighted sum of losses.",
+          "Caruana. Multitask Learning. Machine Learning 28, 1997.",
+          f"{_L}:weighted_task_loss", "trickbag.multitask:MultiTask"),
     Trick("dropout", "layer", "Zero random activations during training (scaled), an implicit ensemble.",
           "Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov. Dropout: A Simple Way to "
           "Prevent Neural Networks from Overfitting. JMLR 2014.",
@@ -446,6 +457,16 @@ TRICKS: tuple[Trick, ...] = (
           "Karpathy. CS231n: Babysitting the Learning Process. Stanford 2016; Glorot, Bengio. AISTATS 2010.",
           "trickbag.monitor:diagnose", "trickbag.monitor:Monitor", callback="trickbag.monitor:Monitor",
           use="callback", defaults={"every_steps": 50}),
+    Trick("ensemble", "tool", "Average independently trained runs; measure accuracy, NLL and calibration (ECE).",
+          "Lakshminarayanan, Pritzel, Blundell. Simple and Scalable Predictive Uncertainty Estimation using "
+          "Deep Ensembles. NeurIPS 2017.",
+          "trickbag.ensemble:combine_logits", "trickbag.ensemble:predict"),
+    Trick("label_cleaning", "tool", "Flag suspect labels from k-fold predictions of several models (confident learning).",
+          "Northcutt, Jiang, Chuang. Confident Learning: Estimating Uncertainty in Dataset Labels. JAIR 2021.",
+          "trickbag.clean:find_label_issues", "trickbag.clean:run"),
+    Trick("uncertainty_sampling", "tool", "Which unlabelled examples to label next: least confidence, margin, disagreement.",
+          "Settles. Active Learning Literature Survey. University of Wisconsin-Madison TR 1648, 2009.",
+          "trickbag.clean:rank_unlabeled", "trickbag.clean:rank"),
     Trick("lr_find", "tool", "The learning-rate range test: sweep the rate up, watch the loss, pick a range.",
           "Smith. Cyclical Learning Rates for Training Neural Networks. WACV 2017.",
           "trickbag.monitor:lr_find", "trickbag.monitor:plot_lr_find"),
