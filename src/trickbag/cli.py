@@ -169,7 +169,8 @@ def _cmd_multitask(args: argparse.Namespace) -> int:
         raise ValueError("give at least one --task NAME=MAP (e.g. --task coarse=fashion_mnist_coarse)")
     subsets = [int(v) for v in args.subsets.split(",")]
     result = run(args.config, tasks, main_task=args.main, subsets=subsets, seeds=args.seeds,
-                 soft_coefficient=args.soft_coefficient, out=args.out, overrides=args.overrides, progress=not args.quiet)
+                 soft_coefficient=args.soft_coefficient, out=args.out, overrides=args.overrides,
+                 main_labels=args.main_labels, progress=not args.quiet)
     print((__import__("pathlib").Path(args.out) / "report.md").read_text().split("## Provenance")[0].rstrip())
     print(f"report: {result['report'][0]}")
     return 0
@@ -287,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsets", default="500,5000", help="training-set sizes (default 500,5000)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--soft-coefficient", type=float, default=0.02, help="soft sharing's penalty (default 0.02)")
+    p.add_argument("--main-labels", type=int, metavar="N",
+                   help="keep the main task's label on only N training examples (the other tasks keep theirs)")
     p.add_argument("--out", default="runs/multitask")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_multitask)

@@ -134,3 +134,20 @@ def test_cli_multitask_end_to_end(tmp_path, capsys):
     for arm in ("single-task", "hard sharing", "hard, uncertainty weights", "soft sharing"):
         assert out.count(f"| {arm} |") == 2
     assert (tmp_path / "mt" / "accuracy.png").exists()
+
+
+def test_scarce_main_labels_are_missing_not_wrong(tmp_path):
+    """With main_labels, the fine task is learned from that many labels while the coarse one
+    keeps all of them; a batch without any fine label contributes zero, not NaN."""
+    from trickbag.multitask import run
+
+    crit = MultiTaskLoss(["fine"])
+    assert crit({"fine": torch.randn(4, 3)}, {"fine": torch.full((4,), -100)}).item() == 0.0
+    raw = {"data": {"name": "synthetic", "options": {"num_train": 300, "num_test": 100, "shape": [8], "num_classes": 4}},
+           "model": {"name": "mlp", "hidden": [16]}, "optimizer": {"name": "adamw", "lr": 0.01},
+           "train": {"epochs": None, "steps": 20}}
+    result = run(raw, {"coarse": [0, 0, 1, 1]}, subsets=[200], seeds=1, arms=["single-task", "hard sharing"],
+                 main_labels=10, out=tmp_path, progress=False)
+    trials = list(result["trials"].values())
+    assert result["main_labels"] == 10 and len(trials) == 2
+    assert all(0.0 <= t["acc"]["fine"] <= 1.0 and t["acc"]["coarse"] > 0.5 for t in trials)

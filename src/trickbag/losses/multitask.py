@@ -86,16 +86,19 @@ def uncertainty_weighted_loss(losses: Mapping[str, Tensor], log_vars: Mapping[st
 
 
 def _default_loss(outputs: Tensor, targets: Tensor) -> Tensor:
+    """MSE for float targets; cross-entropy for class indices, averaged over the labelled
+    examples (targets of -100 are missing labels), and 0 for a batch with none."""
     if targets.is_floating_point():
         return F.mse_loss(outputs, targets)
-    return F.cross_entropy(outputs, targets)
+    labelled = (targets != -100).sum()
+    return F.cross_entropy(outputs, targets, reduction="sum") / labelled.clamp_min(1)
 
 
 class MultiTaskLoss(nn.Module):
     """The loss of a multi-task model: ``outputs`` and ``targets`` are dicts ``{task: tensor}``.
 
-    Each task has its own loss (cross-entropy for integer targets, MSE for float ones unless
-    ``losses`` says otherwise); ``weighting="fixed"`` sums them with ``weights``
+    Each task has its own loss (cross-entropy for integer targets, where -100 marks a missing
+    label, MSE for float ones, unless ``losses`` says otherwise); ``weighting="fixed"`` sums them with ``weights``
     (:func:`weighted_task_loss`), ``"uncertainty"`` learns one log-variance per task
     (:func:`uncertainty_weighted_loss`; its parameters ``log_vars`` must reach the optimizer:
     give the loss to :class:`~trickbag.multitask.MultiTask` (``loss=``), which registers it, or

@@ -46,7 +46,10 @@ def render(out: str | Path) -> list[Path]:
     cfg = results["config"]
     page.paragraph(f"Data {cfg['data']['name']}, model {cfg['model']['name']}; tasks: {results['main_task']} (the data "
                    f"set's labels) and {', '.join(f'{n} (mapped from it: {m})' for n, m in results['tasks'].items())}. "
-                   f"Training-set sizes {results['subsets']}, {results['seeds']} seeds each; soft-sharing coefficient "
+                   f"Training-set sizes {results['subsets']}"
+                   + (f" of which only {results['main_labels']} keep their {results['main_task']} label"
+                      if results.get("main_labels") else "")
+                   + f", {results['seeds']} seeds each; soft-sharing coefficient "
                    f"{results['soft_coefficient']}. Test accuracy per task, mean and sd over seeds; differences are "
                    "paired over seeds (seed i: same initial trunk and data order in every arm) against separate "
                    "single-task models, with 95% intervals from scipy's paired t-test.")

@@ -92,14 +92,31 @@ def _arm_models(arm: str, base: nn.Module, classes: dict[str, int], coefficient:
     raise ValueError(f"unknown arm {arm!r}; valid: {ARMS}")
 
 
+def _sparse(data, mapping_fns: dict[str, Any], main_task: str, keep: int | None, seed: int):
+    """Targets as columns (main task first, then each mapped task); with ``keep``, the main
+    task's label survives on only ``keep`` random examples (-100 elsewhere)."""
+    from trickbag.data import ArrayDataset
+
+    cols = [data.targets.clone()]
+    for fn in mapping_fns.values():
+        cols.append(fn(data.targets))
+    if keep is not None and keep < len(data):
+        gen = torch.Generator().manual_seed(seed)
+        hidden = torch.randperm(len(data), generator=gen)[keep:]
+        cols[0][hidden] = -100
+    return ArrayDataset(data.inputs, torch.stack(cols, 1), list(data.classes))
+
+
 def run(config: Any, tasks: Mapping[str, Sequence[int]], *, main_task: str = "fine", subsets: Sequence[int] = (500, 5000),
         seeds: int = 3, arms: Sequence[str] = ARMS, soft_coefficient: float = 0.02, out: str | Path = "runs/multitask",
-        overrides: Sequence[str] = (), progress: bool = True) -> dict[str, Any]:
+        overrides: Sequence[str] = (), main_labels: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train every arm (single-task models, hard sharing with fixed and with uncertainty
     weights, soft sharing) on ``subsets`` training-set sizes x ``seeds``; the config's labels
     are task ``main_task`` and ``tasks`` adds labels mapped from them. Seed ``i`` gives every
     arm the same initial trunk and data order. Test accuracy per task; writes
-    ``multitask.json``, ``report.md`` and ``accuracy.png`` to ``out``; reruns skip what is done."""
+    ``multitask.json``, ``report.md`` and ``accuracy.png`` to ``out``; reruns skip what is done.
+    With ``main_labels``, only that many training examples keep their ``main_task`` label (the
+    mapped tasks keep theirs): scarce fine labels beside plentiful coarse ones."""
     from trickbag.data import subset as take_subset
     from trickbag.train.build import build_model, load_splits
     from trickbag.train.config import load_config
@@ -116,18 +133,22 @@ def run(config: Any, tasks: Mapping[str, Sequence[int]], *, main_task: str = "fi
     for name, mapping in tasks.items():
         if len(mapping) != fine_classes:
             raise ValueError(f"task {name!r} maps {len(mapping)} classes, but the data has {fine_classes}")
-    task_fns: dict[str, Any] = {main_task: None, **{n: label_map(m) for n, m in tasks.items()}}
+    mapped = {n: label_map(m) for n, m in tasks.items()}
+    task_fns: dict[str, Any] = {t: i for i, t in enumerate([main_task, *tasks])}  # target columns
     classes = {main_task: fine_classes, **{n: max(m) + 1 for n, m in tasks.items()}}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = out / "multitask.json"
     results = json.loads(store.read_text()) if store.exists() else {"trials": {}}
     results.update({"config": cfg.to_dict(), "tasks": {n: list(m) for n, m in tasks.items()}, "main_task": main_task,
-                    "subsets": list(subsets), "seeds": seeds, "arms": list(arms), "soft_coefficient": soft_coefficient,
+                    "subsets": list(subsets), "main_labels": main_labels, "seeds": seeds, "arms": list(arms), "soft_coefficient": soft_coefficient,
                     "provenance": provenance()})
     for n in subsets:
         splits = copy.copy(full)
-        splits.train = take_subset(full.train, n, seed=cfg.data.split_seed)
+        splits.train = _sparse(take_subset(full.train, n, seed=cfg.data.split_seed), mapped, main_task, main_labels,
+                               cfg.data.split_seed)
+        splits.test = _sparse(full.test, mapped, main_task, None, 0)
+        splits.val = None
         for i in range(seeds):
             seed = cfg.train.seed + i
             for arm in arms:
