@@ -46,6 +46,19 @@ def test_symmetric_noise_flips_exactly_the_rate_to_other_classes():
     assert torch.equal(symmetric_label_noise(y, 0.0)[0], y)
 
 
+def test_noise_is_spread_evenly_over_a_subset_drawn_with_the_same_seed():
+    """Regression: the noise's permutation once equalled subset()'s for equal seeds, so a
+    10% noisy data set gave a subset with 57% wrong labels."""
+    from trickbag.data import subset
+
+    y = torch.arange(20000) % 10
+    noisy = ArrayDataset(torch.zeros(20000, 1), symmetric_label_noise(y, 0.1, seed=0)[0])
+    part = subset(noisy, 5000, seed=0)
+    clean = subset(ArrayDataset(torch.zeros(20000, 1), y), 5000, seed=0)
+    rate = (part.targets != clean.targets).double().mean().item()
+    assert 0.08 < rate < 0.12, rate
+
+
 def test_exclusions_round_trip_and_refuse_another_split(tmp_path):
     path = write_exclusions(tmp_path / "x.txt", [4, 1, 1], size=6)
     assert read_exclusions(path, 6).tolist() == [1, 4]

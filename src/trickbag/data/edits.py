@@ -32,7 +32,9 @@ def symmetric_label_noise(targets: Tensor, rate: float, num_classes: int | None 
     c = num_classes or int(targets.max()) + 1
     if c < 2:
         raise ValueError("label noise needs at least two classes")
-    gen = torch.Generator().manual_seed(seed)
+    # A stream of its own: seeded with `seed` alone it would draw the very permutation that
+    # `subset(..., seed=seed)` draws, and a subset of the same seed would hold all the noise.
+    gen = torch.Generator().manual_seed((seed + 1) * 2_654_435_761 % 2**61)
     n = targets.shape[0]
     chosen = torch.randperm(n, generator=gen)[: round(rate * n)]
     shift = torch.randint(1, c, (chosen.numel(),), generator=gen)  # never 0: a different class
