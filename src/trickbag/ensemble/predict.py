@@ -16,7 +16,7 @@ from trickbag.calibration import accuracy, expected_calibration_error, fit_tempe
 from trickbag.ensemble.members import Member, load_member
 
 __all__ = ["EnsemblePrediction", "predict", "combine_logits", "member_logits", "evaluate", "bootstrap_interval",
-           "COMBINES"]
+           "fit_temperatures", "COMBINES"]
 
 COMBINES = ("logits", "probs")
 
@@ -255,5 +255,3 @@ def fit_temperatures(prediction: EnsemblePrediction) -> dict[str, float]:
     temps["ensemble"] = fit_temperature(prediction.ensemble_logits(), y)
     return temps
 
-
-__all__ += ["fit_temperatures"]
