@@ -28,6 +28,13 @@ SMALL = {
                                "train.precision=fp32",
                                "train.channels_last=false", "train.compile=false", "train.device=cpu"]),
     "mr_textcnn.yaml": (SHARED / "rt-polarity", ["train.epochs=1", "model.embed_dim=32", "model.num_filters=16"]),
+    "fashion_mnist_ensemble.yaml": (DEBIAN_FMNIST, ["data.subset=1000", "model.width=8", "train.epochs=1"]),
+    "fashion_mnist_long_tailed.yaml": (DEBIAN_FMNIST, ["data.val_fraction=0.1", "data.subset=1000", "train.epochs=1"]),
+    "fashion_mnist_multitask.yaml": (DEBIAN_FMNIST, ["data.subset=1000", "train.steps=5"]),
+    "fashion_mnist_clean.yaml": (DEBIAN_FMNIST, ["data.subset=1000", "model.width=8", "train.epochs=1"]),
+    "cifar10_long_tailed.yaml": (SHARED / "cifar10-jpeg.tar.gz",
+                                 ["data.val_fraction=0.1", "data.subset=512", "model.depth=8", "train.epochs=1",
+                                  "schedule.warmup_epochs=0.25", "train.precision=fp32", "train.channels_last=false", "train.device=cpu"]),
 }
 
 

@@ -178,6 +178,61 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from trickbag.ensemble import run, table_text
+
+    result = run(args.runs, data=args.data, combine=args.combine, calibrate=args.calibrate, bins=args.bins,
+                 out=args.out, intervals=args.intervals, device=args.device)
+    print(table_text(result["rows"]))
+    print(f"reliability diagram: {result['reliability']}  (and ensemble.json)")
+    return 0
+
+
+def _cmd_multitask(args: argparse.Namespace) -> int:
+    from trickbag.multitask import parse_task, run
+
+    tasks = dict(parse_task(t) for t in args.task)
+    if not tasks:
+        raise ValueError("give at least one --task NAME=MAP (e.g. --task coarse=fashion_mnist_coarse)")
+    subsets = [int(v) for v in args.subsets.split(",")]
+    result = run(args.config, tasks, main_task=args.main, subsets=subsets, seeds=args.seeds,
+                 soft_coefficient=args.soft_coefficient, out=args.out, overrides=args.overrides,
+                 main_labels=args.main_labels, progress=not args.quiet)
+    print((__import__("pathlib").Path(args.out) / "report.md").read_text().split("## Provenance")[0].rstrip())
+    print(f"report: {result['report'][0]}")
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.rank_unlabeled:
+        from trickbag.clean import rank
+
+        result = rank(args.config, args.models, pool=args.pool, out=args.out, overrides=args.overrides,
+                      progress=not args.quiet)
+        print(f"ranked {result['size']} {result['pool']} examples; ensemble error rate {result['overall_error_rate']:.3f} "
+              "overall, in the top tenth by:")
+        for method, r in result["rankings"].items():
+            print(f"  {method:<17} {r['error_rate_top_tenth']:.3f}")
+        print(f"to label next: {Path(args.out) / 'to_label.csv'}")
+        return 0
+    from trickbag.clean import run
+
+    result = run(args.config, args.models, folds=args.folds, filter_by=args.filter_by, rule=args.rule,
+                 min_agree=args.min_agree, out=args.out, overrides=args.overrides, retrain_seeds=args.retrain_seeds,
+                 progress=not args.quiet)
+    out = Path(args.out)
+    print(f"{result['suspects']} suspects of {result['size']} (confident learning {result['flagged']['confident']}, "
+          f"agreement {result['flagged']['agreement']}): {out / 'suspects.csv'}")
+    for rule, pr in result.get("noise", {}).get("rules", {}).items():
+        print(f"  {rule:<28} flagged {pr['flagged']:>5}  precision {pr['precision']:.3f}  recall {pr['recall']:.3f}")
+    for arm, r in result.get("retrain", {}).items():
+        print(f"  retrained on {arm:<28} test_acc {r['mean']:.4f} (sd {r['sd']:.4f})")
+    print(f"train on the cleaned view: trickbag train --config {out / 'cleaned.yaml'}   report: {out / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trickbag",
@@ -241,6 +296,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for lr_find.png and lr_find.json (default runs/lr_find-<config>-<time>; "
                                  "a run directory, say)")
     p.set_defaults(func=_cmd_lr_find)
+
+    p = sub.add_parser("ensemble", help="evaluate trained runs as an ensemble: accuracy, NLL, ECE, reliability diagram")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (or weights files inside them, "
+                   "e.g. RUN/snapshots/snapshot-1.pt)")
+    p.add_argument("--data", default="test", choices=["test", "val"], help="the runs' split to evaluate (default test)")
+    p.add_argument("--combine", default="probs", choices=["probs", "logits"],
+                   help="average the softmax outputs (default) or the logits")
+    p.add_argument("--calibrate", action="store_true", help="also fit temperatures on the validation split")
+    p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE (default 15)")
+    p.add_argument("--intervals", type=int, default=0, metavar="N", help="bootstrap samples for 95%% intervals (0: none)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/ensemble", help="folder for reliability.png and ensemble.json")
+    p.set_defaults(func=_cmd_ensemble)
+
+    p = sub.add_parser("multitask", help="single-task vs hard vs soft parameter sharing, over data sizes and seeds")
+    p.add_argument("--config", required=True, help="the run config: its data, model, optimizer and length")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--task", action="append", default=[], metavar="NAME=MAP",
+                   help="a second task labelled by a map of the classes: coarse=0,1,0,... or coarse=fashion_mnist_coarse")
+    p.add_argument("--main", default="fine", help="the name of the data set's own labels (default fine)")
+    p.add_argument("--subsets", default="500,5000", help="training-set sizes (default 500,5000)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--soft-coefficient", type=float, default=0.02, help="soft sharing's penalty (default 0.02)")
+    p.add_argument("--main-labels", type=int, metavar="N",
+                   help="keep the main task's label on only N training examples (the other tasks keep theirs)")
+    p.add_argument("--out", default="runs/multitask")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_multitask)
+
+    p = sub.add_parser("clean", help="find suspect labels with k-fold predictions of several models; or rank examples to label")
+    p.add_argument("--config", required=True, help="the run config: its data (training split) and training recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--models", default="small_cnn,mlp", help="model types, e.g. small_cnn:width=16,mlp,resnet_cifar:depth=8")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--filter-by", default="prune_by_noise_rate", choices=["prune_by_noise_rate", "confident_joint", "argmax"])
+    p.add_argument("--rule", default="confident", choices=["confident", "agreement", "either", "both"],
+                   help="which flags make a suspect (default: confident learning)")
+    p.add_argument("--min-agree", type=int, help="model types that must agree on another class (default all)")
+    p.add_argument("--retrain-seeds", type=int, default=0, help="also retrain on noisy vs cleaned data with N seeds")
+    p.add_argument("--rank-unlabeled", action="store_true",
+                   help="instead: rank the --pool split by least confidence, margin and disagreement")
+    p.add_argument("--pool", default="val", choices=["val", "test"], help="the split treated as unlabelled")
+    p.add_argument("--out", default="runs/clean")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_clean)
 
     p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
     p.add_argument("dir")

@@ -278,6 +278,17 @@ def test_swa_averages_epoch_end_weights():
     assert "swa_val_acc" in t.state.metrics
 
 
+def test_swa_recomputes_batchnorm_statistics_after_the_last_epoch():
+    """Regression: training ends with the loader at the end of its epoch; update_bn then saw no
+    batch and left BatchNorm at mean 0 and variance 1 (the SWA model scored near chance)."""
+    model = mlp(bn=True)
+    t = run([C.SWA(start_epoch=1)], epochs=3, model=model)
+    bn = model[1]
+    assert bn.running_mean.abs().sum() > 0 and not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    assert t.state.metrics["swa_val_acc"] > 0.6
+    assert t.train_data.position == len(t.train_data)  # the loader's own position is left as it was
+
+
 def test_snapshot_ensemble_saves_one_snapshot_per_cycle(tmp_path):
     spy = Spy()
     t = run([C.SnapshotEnsemble(cycles=3), spy], epochs=3, lr=0.2, run_dir=tmp_path)

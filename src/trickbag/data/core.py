@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ArrayDataset", "Splits", "split_off", "cache_dir", "subset", "symmetric_label_noise", "with_label_noise"]
+__all__ = ["ArrayDataset", "Splits", "split_off", "cache_dir", "subset"]
 
 
 def cache_dir() -> Path:
@@ -118,55 +118,3 @@ def subset(data: ArrayDataset, n: int, *, seed: int = 0) -> ArrayDataset:
         return data
     gen = torch.Generator().manual_seed(seed)
     return data.take(torch.randperm(len(data), generator=gen)[:n].sort().values)
-
-
-def symmetric_label_noise(targets: Tensor, rate: float, num_classes: int, *, seed: int = 0) -> Tensor:
-    """Symmetric label noise: exactly ``round(rate * N)`` labels, chosen at random, each replaced
-    by a class drawn uniformly from the ``num_classes - 1`` other classes.
-
-    The noise transition matrix is ``T[i, i] = 1 - rate`` and ``T[i, j] = rate / (C - 1)`` for
-    ``j != i`` (the "symmetric" noise of Patrini et al. 2017 and Han et al. 2018), with the flipped
-    examples fixed by ``seed`` so that every arm of an ablation sees the same noisy labels.
-
-    Args:
-        targets: ``(N,)`` int64 class indices (not changed).
-        rate: fraction of labels to flip, in ``[0, 1)``.
-        num_classes: ``C >= 2``.
-        seed: which labels flip and to what.
-
-    Returns:
-        A new ``(N,)`` tensor of labels.
-
-    Example:
-        >>> import torch
-        >>> y = torch.arange(100) % 10
-        >>> noisy = symmetric_label_noise(y, 0.4, 10)
-        >>> int((noisy != y).sum()), bool((noisy < 10).all())
-        (40, True)
-
-    Reference:
-        Patrini, Rozza, Menon, Nock, Qu. Making Deep Neural Networks Robust to Label Noise: a Loss
-        Correction Approach. CVPR 2017.
-    """
-    if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0):
-        raise ValueError(f"label noise rate must be a fraction in [0, 1), got {rate!r}")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"label noise needs num_classes >= 2, got {num_classes!r}")
-    if targets.dim() != 1 or targets.is_floating_point():
-        raise ValueError(f"label noise needs (N,) integer class indices, got {tuple(targets.shape)} {targets.dtype}")
-    gen = torch.Generator().manual_seed(seed)
-    n = targets.shape[0]
-    flip = torch.randperm(n, generator=gen)[: round(rate * n)]
-    shift = torch.randint(1, num_classes, (flip.numel(),), generator=gen)  # 1..C-1: never the same class
-    noisy = targets.clone()
-    noisy[flip] = (targets[flip] + shift) % num_classes
-    return noisy
-
-
-def with_label_noise(data: ArrayDataset, rate: float, *, num_classes: int | None = None, seed: int = 0) -> ArrayDataset:
-    """``data`` with symmetric label noise on its targets (see ``symmetric_label_noise``); the
-    inputs are shared, not copied."""
-    if rate == 0:
-        return data
-    c = num_classes or len(data.classes) or int(data.targets.max().item()) + 1
-    return ArrayDataset(data.inputs, symmetric_label_noise(data.targets, rate, c, seed=seed), list(data.classes))

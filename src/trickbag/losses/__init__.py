@@ -1,7 +1,27 @@
-"""Losses and loss transforms: focal, label smoothing, flooding, WGAN and weight penalties."""
+"""Losses and loss transforms: focal, class-balanced, logit-adjusted, label smoothing, flooding, WGAN and
+weight penalties."""
 
 from trickbag.losses.flooding import Flooding, flood
 from trickbag.losses.focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+from trickbag.losses.imbalance import (
+    CLASS_BALANCED_LOSSES,
+    ClassBalancedLoss,
+    LogitAdjustedLoss,
+    adjust_logits,
+    class_balanced_loss,
+    class_balanced_weights,
+    class_counts,
+    class_priors,
+    logit_adjusted_cross_entropy,
+)
+from trickbag.losses.multitask import (
+    TASK_KINDS,
+    MultiTaskLoss,
+    parameter_distance,
+    soft_sharing_penalty,
+    uncertainty_weighted_loss,
+    weighted_task_loss,
+)
 from trickbag.losses.penalties import l1_penalty, l2_penalty, penalized_parameters
 from trickbag.losses.smoothing import (
     LabelSmoothingCrossEntropy,
@@ -12,6 +32,21 @@ from trickbag.losses.smoothing import (
 from trickbag.losses.wasserstein import clip_weights_, critic_loss, generator_loss, gradient_penalty
 
 __all__ = [
+    "TASK_KINDS",
+    "MultiTaskLoss",
+    "parameter_distance",
+    "soft_sharing_penalty",
+    "uncertainty_weighted_loss",
+    "weighted_task_loss",
+    "CLASS_BALANCED_LOSSES",
+    "ClassBalancedLoss",
+    "LogitAdjustedLoss",
+    "adjust_logits",
+    "class_balanced_loss",
+    "class_balanced_weights",
+    "class_counts",
+    "class_priors",
+    "logit_adjusted_cross_entropy",
     "FocalLoss",
     "Flooding",
     "LabelSmoothingCrossEntropy",

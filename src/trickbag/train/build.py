@@ -108,12 +108,29 @@ def load_splits(cfg: RunConfig):
         splits = DATASETS[cfg.data.name](cfg)
     if splits.val is None and cfg.data.val_fraction > 0:
         splits.train, splits.val = split_off(splits.train, cfg.data.val_fraction, seed=cfg.data.split_seed)
+    if cfg.data.long_tail is not None:  # after the validation split, which stays balanced like the test split
+        from trickbag.data import long_tailed
+
+        if not isinstance(cfg.data.long_tail, dict):
+            raise ValueError(f"data.long_tail must be a mapping such as {{imbalance_ratio: 100}}, got {cfg.data.long_tail!r}")
+        _check_kwargs(long_tailed, cfg.data.long_tail, "data.long_tail", skip=("data",))
+        splits.train = long_tailed(splits.train, **{"seed": cfg.data.split_seed, **cfg.data.long_tail})
+    if cfg.data.label_noise is not None:  # the training labels only: validation and test stay clean
+        noise = cfg.data.label_noise
+        if isinstance(noise, (int, float)) and not isinstance(noise, bool):  # a rate, seeded by split_seed
+            noise = {"rate": float(noise), "seed": cfg.data.split_seed}
+        if not isinstance(noise, dict) or "rate" not in noise:
+            raise ValueError(f"data.label_noise must be a rate such as 0.2 or a mapping such as {{rate: 0.2, seed: 0}}, "
+                             f"got {cfg.data.label_noise!r}")
+        _check_kwargs(with_label_noise, noise, "data.label_noise", skip=("data",))
+        splits.train = with_label_noise(splits.train, **noise)
     if cfg.data.subset:
         splits.train = subset(splits.train, cfg.data.subset, seed=cfg.data.split_seed)
-    if cfg.data.label_noise:
-        # the training labels only: validation and test keep the true labels they are measured on
-        splits.train = with_label_noise(splits.train, cfg.data.label_noise, num_classes=splits.num_classes,
-                                        seed=cfg.data.split_seed)
+    if cfg.data.exclude:
+        from trickbag.data import exclude, read_exclusions
+
+        path = _find(cfg.data.exclude, cfg, "data.exclude")
+        splits.train = exclude(splits.train, read_exclusions(path, len(splits.train)))
     return splits
 
 

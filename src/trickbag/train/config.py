@@ -51,7 +51,9 @@ class DataConfig:
     val_fraction: float = 0.1  # split off the training data (fixed split_seed) when there is no val split
     split_seed: int = 0
     subset: int | None = None  # use this many training examples (after the validation split)
-    label_noise: float = 0.0  # symmetric noise on the training labels only (fixed by split_seed)
+    long_tail: dict[str, Any] | None = None  # {imbalance_ratio: 100, profile: exponential}: long-tailed training split
+    label_noise: Any = None  # symmetric noise in the training labels: a rate (seeded by split_seed) or {rate: 0.2, seed: 0}
+    exclude: str | None = None  # a file of training-split positions to leave out (`trickbag clean` writes one)
     augment: list[Any] = field(default_factory=list)  # applied by the loader to training batches
     loader: str = "device"  # "device" (whole data set on the device) or "torch" (DataLoader)
     num_workers: int = 0

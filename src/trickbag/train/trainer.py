@@ -76,6 +76,24 @@ def _plain_forward(model: nn.Module, x: Tensor) -> Tensor:
     return model(x)
 
 
+def _to(tree: Any, device: torch.device) -> Any:
+    """Move a tensor, or the tensors of a dict, list or tuple (multi-task targets), to ``device``."""
+    if isinstance(tree, Tensor):
+        return tree.to(device, non_blocking=True)
+    if isinstance(tree, Mapping):
+        return {k: _to(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_to(v, device) for v in tree)
+    return tree
+
+
+def _float(tree: Any) -> Any:
+    """Outputs in float32: a tensor, or each tensor of a dict of task outputs."""
+    if isinstance(tree, Mapping):
+        return {k: _float(v) for k, v in tree.items()}
+    return tree.float()
+
+
 def _has_step_pre_hooks(optimizer: torch.optim.Optimizer) -> bool:
     """Does anything run on the gradients between ``scaler.step`` and the update: step pre-hooks
     on this optimizer, on an optimizer it wraps (Lookahead's inner one), or global ones."""
@@ -98,7 +116,10 @@ class Trainer:
         train_data: an iterable of ``(inputs, targets)`` batches with a length (a
             :class:`~trickbag.data.DeviceLoader`, a torch ``DataLoader``, a list ...).
         val_data: batches evaluated at the end of every epoch (metrics ``val_loss``,
-            ``val_acc``, ``val_top5`` and custom ones).
+            ``val_acc``, ``val_top5`` and custom ones). Targets may be a dict ``{task: tensor}``
+            for a multi-task model whose outputs are one too: each task then gets
+            ``val_<task>_acc`` (and ``val_<task>_loss`` from a loss with ``task_losses``), and
+            ``val_acc`` is their mean.
         loss: ``loss(outputs, targets)``; default cross-entropy.
         optimizer: a ``torch.optim.Optimizer`` over the model's parameters, a function
             ``model -> optimizer`` (called after the model moved to its device), or a dict of
@@ -398,7 +419,7 @@ class Trainer:
                 got += 1
                 x, y = self.unpack(batch)
                 if x.device != device:
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    x, y = x.to(device, non_blocking=True), _to(y, device)
                 s.micro_batch, s.inputs, s.targets, s.mix = micro, x, y, None
                 for fn in ev[Event.BATCH_START]:
                     fn(s)
@@ -419,7 +440,7 @@ class Trainer:
                 for fn in ev[Event.AFTER_BACKWARD]:
                     fn(s)
                 self._epoch_loss += data_loss.float()
-                if self.track_train_acc and s.mix is None and s.targets.dim() == 1:
+                if self.track_train_acc and s.mix is None and isinstance(s.targets, Tensor) and s.targets.dim() == 1:
                     self._epoch_correct += (s.outputs.argmax(1) == s.targets).sum()
                 self._epoch_batches += 1
                 self._epoch_samples += x.shape[0]
@@ -500,17 +521,21 @@ class Trainer:
         sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss, top1, top5, n
         classification, many_classes = False, False
         custom = {k: torch.zeros((), device=self.device, dtype=torch.float64) for k in self.extra_metrics}
+        tasks: dict[str, Tensor] = {}  # "<task>_acc" / "<task>_loss" -> sum over examples
         try:
             for batch in data:
                 x, y = self.unpack(batch)
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                x, y = x.to(self.device, non_blocking=True), _to(y, self.device)
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with self.autocast():
                     out = forward(model, x)
                 n = x.shape[0]
-                sums[0] += s.eval_criterion(out.float(), y).double() * n
-                if y.dim() == 1 and not y.is_floating_point():
+                out = _float(out)
+                sums[0] += s.eval_criterion(out, y).double() * n
+                if isinstance(y, Mapping):  # multi-task: {task: targets}, metrics per task
+                    self._task_metrics(s.eval_criterion, out, y, tasks)
+                elif y.dim() == 1 and not y.is_floating_point():
                     classification, many_classes = True, out.shape[1] > 5
                     k = min(5, out.shape[1])
                     top = out.topk(k, dim=1).indices
@@ -519,7 +544,7 @@ class Trainer:
                     sums[2] += hit.any(dim=1).sum()
                 sums[3] += n
                 for name, fn in self.extra_metrics.items():
-                    custom[name] += fn(out.float(), y).double() * n
+                    custom[name] += fn(out, y).double() * n
         finally:
             model.train(was_training)
         all_reduce_sum(sums)
@@ -534,12 +559,36 @@ class Trainer:
             if many_classes:
                 result[f"{prefix}_top5"] = top5 / n
         result.update({f"{prefix}_{k}": v.item() / n for k, v in custom.items()})
+        if tasks:
+            for t in tasks.values():
+                all_reduce_sum(t)
+            per_task = {f"{prefix}_{k}": v.item() / n for k, v in tasks.items()}
+            accs = [v for k, v in per_task.items() if k.endswith("_acc")]
+            if accs:  # the mean over the classification tasks, for monitors that read val_acc
+                result[f"{prefix}_acc"] = sum(accs) / len(accs)
+            result.update(per_task)
         return result
 
+    @staticmethod
+    def _task_metrics(criterion: Any, out: Any, y: Mapping[str, Tensor], sums: dict[str, Tensor]) -> None:
+        """Accumulate each task's accuracy (class-index targets) and, when the criterion has
+        ``task_losses`` (:class:`~trickbag.losses.MultiTaskLoss`), its loss, times the batch size."""
+        n = next(iter(y.values())).shape[0]
+        for task, yt in y.items():
+            o = out.get(task) if isinstance(out, Mapping) else None
+            if o is not None and yt.dim() == 1 and not yt.is_floating_point() and o.dim() == 2:
+                hit = (o.argmax(1) == yt).sum().double()
+                sums[f"{task}_acc"] = sums.get(f"{task}_acc", 0) + hit
+        if hasattr(criterion, "task_losses"):
+            for task, loss in criterion.task_losses(out, y).items():
+                sums[f"{task}_loss"] = sums.get(f"{task}_loss", 0) + loss.detach().double() * n
+
     @torch.no_grad()
-    def predict(self, data: Iterable[Any], *, forward: Callable[[nn.Module, Tensor], Tensor] | None = None) -> Tensor:
+    def predict(self, data: Iterable[Any], *, forward: Callable[[nn.Module, Tensor], Tensor] | None = None
+                ) -> Tensor | dict[str, Tensor]:
         """The model's outputs on every batch of ``data`` (inputs, or ``(inputs, targets)``),
-        concatenated on the CPU; ``forward`` as in :meth:`evaluate`."""
+        concatenated on the CPU (a dict of them for a multi-task model); ``forward`` as in
+        :meth:`evaluate`."""
         s = self._prepare()
         forward = forward or s.eval_forward or _plain_forward
         model = s.raw_model
@@ -553,9 +602,11 @@ class Trainer:
                 else:
                     x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with self.autocast():
-                    outs.append(forward(model, x.to(self.device)).float().cpu())
+                    outs.append(_to(_float(forward(model, x.to(self.device))), torch.device("cpu")))
         finally:
             model.train(was_training)
+        if outs and isinstance(outs[0], Mapping):  # a multi-task model: {task: outputs}
+            return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
         return torch.cat(outs)
 
     # ---- checkpoints ---------------------------------------------------------------------

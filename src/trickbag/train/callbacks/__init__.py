@@ -7,9 +7,11 @@ from trickbag.train.callbacks.checkpoint import Checkpoint
 from trickbag.train.callbacks.control import EarlyStopping, NaNGuard
 from trickbag.train.callbacks.embedding import EmbeddingAdversarial
 from trickbag.train.callbacks.evaluation import TestTimeAugmentation
+from trickbag.train.callbacks.imbalance import ClassBalanced, LogitAdjustment, TemperatureScaling
 from trickbag.train.callbacks.initialization import PatchWhitening
 from trickbag.train.callbacks.gradients import GradientCentralization, GradientClipping, GradientNoise
 from trickbag.train.callbacks.logging import MetricsLogger, ProgressBar
+from trickbag.train.callbacks.multitask import SoftSharingPenalty
 from trickbag.train.callbacks.losses import Flooding, LabelSmoothing, WeightPenalty
 from trickbag.train.callbacks.schedule import LRSchedule
 from trickbag.train.callbacks.tracking import MLflowLogger, WandbLogger
@@ -20,6 +22,7 @@ __all__ = [
     "Augment",
     "Callback",
     "Checkpoint",
+    "ClassBalanced",
     "CutMix",
     "EMA",
     "EarlyStopping",
@@ -29,6 +32,7 @@ __all__ = [
     "GradientClipping",
     "GradientNoise",
     "LRSchedule",
+    "LogitAdjustment",
     "LabelSmoothing",
     "MLflowLogger",
     "MetricsLogger",
@@ -38,7 +42,9 @@ __all__ = [
     "PatchWhitening",
     "ProgressBar",
     "SWA",
+    "SoftSharingPenalty",
     "SnapshotEnsemble",
+    "TemperatureScaling",
     "TestTimeAugmentation",
     "WandbLogger",
     "WeightPenalty",

@@ -137,7 +137,7 @@ class SWA(Callback):
 
         if int(self.averaged.n_averaged) == 0:
             return
-        update_bn(state.train_data, self.averaged, device=state.device)
+        update_bn(_one_epoch(state.train_data), self.averaged, device=state.device)
         state.raw_model.load_state_dict(self.averaged.module.state_dict())
         if state.val_data is not None:
             metrics = state.trainer.evaluate(state.val_data, prefix="swa_val")
@@ -153,6 +153,25 @@ class SWA(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._pending = state or None
+
+
+def _one_epoch(loader: Any) -> Any:
+    """A whole epoch of a resumable loader for BatchNorm statistics. Training ends on its last
+    update, leaving the loader positioned at the end of its epoch, where iterating it again
+    gives no batches (and update_bn would leave BatchNorm reset to mean 0, variance 1); its
+    position is restored afterwards."""
+    if not (hasattr(loader, "state_dict") and hasattr(loader, "set_epoch")):
+        return loader
+
+    def batches():
+        saved = loader.state_dict()
+        try:
+            loader.set_epoch(saved["epoch"] + 1)
+            yield from loader
+        finally:
+            loader.load_state_dict(saved)
+
+    return batches()
 
 
 class SnapshotEnsemble(Callback):
