@@ -239,3 +239,15 @@ def test_label_noise_in_a_config_touches_the_training_labels_only():
     assert torch.equal(clean.val.targets, noisy.val.targets) and torch.equal(clean.test.targets, noisy.test.targets)
     with pytest.raises(ValueError, match="label noise rate must be a fraction in \\[0, 1\\), got 1.5"):
         load_splits(load_config(raw, ["data.label_noise=1.5"]))
+
+
+def test_eval_subset_samples_the_evaluation_splits_only():
+    from trickbag.train.build import load_splits
+    from trickbag.train.config import load_config
+
+    raw = {"data": {"name": "synthetic", "options": {"num_train": 1000, "num_test": 400, "num_classes": 5},
+                    "val_fraction": 0.2, "eval_subset": 100}}
+    splits = load_splits(load_config(raw))
+    assert len(splits.train) > 700 and len(splits.val) == 100 and len(splits.test) == 100  # (stratified val split)
+    again = load_splits(load_config(raw))
+    assert torch.equal(splits.test.targets, again.test.targets)  # a fixed sample

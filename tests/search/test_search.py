@@ -211,7 +211,7 @@ def test_shipped_fashion_mnist_config_end_to_end(tmp_path, capsys):
     root = Path(__file__).parents[2]
     code = main(["search", "--config", str(root / "configs" / "fashion_mnist_cnn.yaml"), "--space",
                  str(root / "configs" / "fashion_mnist_space.yaml"), "--trials", "4", "--out", str(tmp_path / "out"),
-                 "--quiet", "data.subset=1500", "model.width=8", "train.epochs=1", "train.threads=2",
+                 "--quiet", "data.subset=1500", "data.eval_subset=1000", "model.width=8", "train.epochs=1", "train.threads=2",
                  "search.coarse_epochs=0.5", "search.fine_trials=3", "search.noise_seeds=2"])
     assert code == 0
     printed = capsys.readouterr().out

@@ -126,6 +126,10 @@ def load_splits(cfg: RunConfig):
         splits.train = with_label_noise(splits.train, **noise)
     if cfg.data.subset:
         splits.train = subset(splits.train, cfg.data.subset, seed=cfg.data.split_seed)
+    if cfg.data.eval_subset:  # quick runs: a fixed sample of the evaluation splits (never for results)
+        for part in ("val", "test"):
+            if getattr(splits, part) is not None:
+                setattr(splits, part, subset(getattr(splits, part), cfg.data.eval_subset, seed=cfg.data.split_seed))
     if cfg.data.exclude:
         from trickbag.data import exclude, read_exclusions
 

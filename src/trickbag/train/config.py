@@ -51,6 +51,7 @@ class DataConfig:
     val_fraction: float = 0.1  # split off the training data (fixed split_seed) when there is no val split
     split_seed: int = 0
     subset: int | None = None  # use this many training examples (after the validation split)
+    eval_subset: int | None = None  # evaluate on this many validation and test examples (quick runs)
     long_tail: dict[str, Any] | None = None  # {imbalance_ratio: 100, profile: exponential}: long-tailed training split
     label_noise: Any = None  # symmetric noise in the training labels: a rate (seeded by split_seed) or {rate: 0.2, seed: 0}
     exclude: str | None = None  # a file of training-split positions to leave out (`trickbag clean` writes one)
@@ -211,7 +212,7 @@ def _device(value: Any) -> str | None:
 _DATA_RULES = {
     "name": _str(), "root": _str(True), "path": _str(True), "options": _of(dict, "a mapping"),
     "batch_size": _int(1), "eval_batch_size": _int(1), "val_fraction": _fraction, "split_seed": _int(0),
-    "subset": _int(1, True), "augment": _of(list, "a list"), "loader": _str(), "num_workers": _int(0),
+    "subset": _int(1, True), "eval_subset": _int(1, True), "augment": _of(list, "a list"), "loader": _str(), "num_workers": _int(0),
     "batch_keys": lambda v: None if isinstance(v, list) and len(v) == 2 and all(isinstance(k, str) for k in v)
     else "two keys [inputs, targets], e.g. [pixel_values, label]",
 }
