@@ -380,6 +380,29 @@ TRICKS: tuple[Trick, ...] = (
           "Adversarial Training for Natural Language Understanding. ICLR 2020.",
           f"{_V}:adversarial_loss", f"{_V}:PGDEmbedding", callback="trickbag.train.callbacks:EmbeddingAdversarial",
           use="callback", defaults={"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 3}),
+    Trick("freelb", "adversarial", "K ascent steps on the embedding, every step's gradient accumulated (text models).",
+          "Zhu, Cheng, Gan, Sun, Goldstein, Liu. FreeLB: Enhanced Adversarial Training for Natural "
+          "Language Understanding. ICLR 2020.",
+          f"{_V}:adversarial_loss", f"{_V}:train_on_embeddings", callback="trickbag.train.callbacks:EmbeddingAdversarial",
+          use="callback", defaults={"method": "freelb", "epsilon": 1.0, "alpha": 0.5, "steps": 3}),
+    Trick("pgd_training", "adversarial", "Madry's adversarial training: train on PGD-K attacks of every example.",
+          "Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to "
+          "Adversarial Attacks. ICLR 2018.",
+          f"{_V}:pgd", f"{_V}:make_attack", callback=_ADV, use="callback",
+          defaults={"method": "pgd", "eps": 0.1, "alpha": 0.025, "steps": 7, "ratio": 1.0, "space": "data"}),
+    Trick("fast_fgsm", "adversarial", "Fast adversarial training: FGSM from a random start, step 1.25 eps (~2x cost).",
+          "Wong, Rice, Kolter. Fast is Better than Free: Revisiting Adversarial Training. ICLR 2020.",
+          f"{_V}:fast_fgsm", f"{_V}:make_attack", callback=_ADV, use="callback",
+          defaults={"method": "fast_fgsm", "eps": 0.1, "ratio": 1.0, "space": "data"}),
+    Trick("robust_accuracy", "tool", "Accuracy under attack (PGD-20 by default) as val_robust_acc and test_robust_acc.",
+          "Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to "
+          "Adversarial Attacks. ICLR 2018.",
+          f"{_V}:robust_accuracy", f"{_V}:make_attack", callback=_CB + "RobustAccuracy", use="callback",
+          defaults={"attack": "pgd", "eps": 0.1, "steps": 20}),
+    Trick("catastrophic_overfitting", "loop", "Stop fast adversarial training when PGD accuracy collapses as FGSM's rises.",
+          "Wong, Rice, Kolter. Fast is Better than Free: Revisiting Adversarial Training. ICLR 2020.",
+          f"{_V}:detect_catastrophic_overfitting", _CB + "CatastrophicOverfittingGuard",
+          callback=_CB + "CatastrophicOverfittingGuard", use="callback", defaults={"eps": 0.1}),
     # ---- tricks that live in the loop ------------------------------------------------------------
     Trick("ema", "loop", "Evaluate with an exponential moving average of the weights.",
           "Polyak, Juditsky. Acceleration of Stochastic Approximation by Averaging. SIAM J. "

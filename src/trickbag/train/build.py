@@ -344,6 +344,9 @@ class Run:
         results["final"] = final
         if self.test_data is not None and not state.diverged:
             results["test"] = self.trainer.evaluate(self.test_data, prefix="test")
+            for cb in self.trainer.callbacks:  # metrics a callback computes (test_robust_acc ...)
+                if hasattr(cb, "test_metrics"):
+                    results["test"].update(cb.test_metrics(state, self.test_data))
         if self.run_dir is not None and state.is_main:
             torch.save(state.raw_model.state_dict(), self.run_dir / "model.pt")
             (self.run_dir / "results.json").write_text(json.dumps(_plain(results), indent=1))

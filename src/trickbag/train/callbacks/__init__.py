@@ -8,6 +8,7 @@ from trickbag.train.callbacks.control import EarlyStopping, NaNGuard
 from trickbag.train.callbacks.embedding import EmbeddingAdversarial
 from trickbag.train.callbacks.gradients import GradientCentralization, GradientClipping, GradientNoise
 from trickbag.train.callbacks.logging import MetricsLogger, ProgressBar
+from trickbag.train.callbacks.robust import CatastrophicOverfittingGuard, RobustAccuracy
 from trickbag.train.callbacks.losses import Flooding, LabelSmoothing, WeightPenalty
 from trickbag.train.callbacks.schedule import LRSchedule
 
@@ -16,6 +17,7 @@ __all__ = [
     "AdversarialTraining",
     "Augment",
     "Callback",
+    "CatastrophicOverfittingGuard",
     "Checkpoint",
     "CutMix",
     "EMA",
@@ -31,6 +33,7 @@ __all__ = [
     "Mixup",
     "NaNGuard",
     "ProgressBar",
+    "RobustAccuracy",
     "SWA",
     "SnapshotEnsemble",
     "WeightPenalty",
