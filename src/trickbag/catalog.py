@@ -136,6 +136,10 @@ TRICKS: tuple[Trick, ...] = (
           "Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville. Improved Training of Wasserstein GANs. "
           "NeurIPS 2017.",
           f"{_L}:gradient_penalty", f"{_L}:critic_loss"),
+    Trick("non_saturating_gan", "loss", "The original GAN: a logistic discriminator; the generator maximises log D(G(z)).",
+          "Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville, Bengio. Generative "
+          "Adversarial Nets. NeurIPS 2014.",
+          f"{_L}:non_saturating_loss", f"{_L}:discriminator_loss"),
     # ---- regularizers -------------------------------------------------------------------
     Trick("flooding", "regularizer", "Keep the training loss near a flood level b: gradient ascent below it.",
           "Ishida, Yamane, Sakai, Niu, Sugiyama. Do We Need Zero Training Loss After Achieving "
@@ -153,6 +157,11 @@ TRICKS: tuple[Trick, ...] = (
     Trick("weight_clipping", "regularizer", "Clamp every parameter to [-c, c] (the original WGAN's Lipschitz constraint).",
           "Arjovsky, Chintala, Bottou. Wasserstein Generative Adversarial Networks. ICML 2017.",
           f"{_L}:clip_weights_", f"{_L}:clip_weights_"),
+    Trick("max_norm", "regularizer", "After every update, cap each unit's incoming weight vector at L2 norm c.",
+          "Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov. Dropout: A Simple Way to Prevent "
+          "Neural Networks from Overfitting. JMLR 2014.",
+          f"{_O}:max_norm_", f"{_O}:attach_max_norm", callback=_CB + "MaxNorm", use="callback",
+          defaults={"target": "fc.weight", "max_norm": 3.0}),
     # ---- schedules ----------------------------------------------------------------------
     Trick("constant", "schedule", "The same learning rate at every step (the baseline schedule).",
           "Robbins, Monro. A Stochastic Approximation Method. Ann. Math. Stat. 1951.",

@@ -14,7 +14,7 @@ from trickbag.train.build import build_run
 from trickbag.train.config import load_config
 
 CONFIGURABLE = [t.name for t in catalog.TRICKS if t.use is not None]
-TEXT = {"fgm", "pgd_embedding", "freelb"}
+TEXT = {"fgm", "pgd_embedding", "freelb", "max_norm"}
 MODEL_FOR = {"zero_init_residual": {"name": "resnet_cifar", "depth": 8, "width": 4}}
 PARTNER = {"flooding": "gradient_clipping"}  # everything else is paired with flooding
 STEPS = 8  # with 96 training examples in batches of 32: 3 steps an epoch

@@ -1,7 +1,8 @@
-"""Losses and loss transforms: focal, label smoothing, flooding, WGAN and weight penalties."""
+"""Losses and loss transforms: focal, label smoothing, flooding, GAN and WGAN, weight penalties."""
 
 from trickbag.losses.flooding import Flooding, flood
 from trickbag.losses.focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+from trickbag.losses.gan import discriminator_loss, non_saturating_loss
 from trickbag.losses.penalties import l1_penalty, l2_penalty, penalized_parameters
 from trickbag.losses.smoothing import (
     LabelSmoothingCrossEntropy,
@@ -19,12 +20,14 @@ __all__ = [
     "clip_weights_",
     "critic_loss",
     "cross_entropy_arguments",
+    "discriminator_loss",
     "flood",
     "focal_loss",
     "generator_loss",
     "gradient_penalty",
     "l1_penalty",
     "l2_penalty",
+    "non_saturating_loss",
     "penalized_parameters",
     "sigmoid_focal_loss",
     "smooth_labels",

@@ -4,6 +4,7 @@ from trickbag.train.callbacks.averaging import EMA, SWA, SnapshotEnsemble
 from trickbag.train.callbacks.base import TOUCHES, Callback, check_compatible
 from trickbag.train.callbacks.batch import AdversarialTraining, Augment, CutMix, Mixup
 from trickbag.train.callbacks.checkpoint import Checkpoint
+from trickbag.train.callbacks.constraints import MaxNorm
 from trickbag.train.callbacks.control import EarlyStopping, NaNGuard
 from trickbag.train.callbacks.embedding import EmbeddingAdversarial
 from trickbag.train.callbacks.gradients import GradientCentralization, GradientClipping, GradientNoise
@@ -29,6 +30,7 @@ __all__ = [
     "GradientNoise",
     "LRSchedule",
     "LabelSmoothing",
+    "MaxNorm",
     "MetricsLogger",
     "Mixup",
     "NaNGuard",
