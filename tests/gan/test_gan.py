@@ -155,16 +155,16 @@ def test_trickbag_gan_end_to_end_resumes_and_reports(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["gan", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "wgan_gp  modes covered" in printed and "report:" in printed
+    assert "wgan_gp:lr=0.001 modes covered" in printed and "report:" in printed
     results = json.loads((out / "results.json").read_text())
-    assert sorted(results["runs"]) == ["gan:0", "gan:1", "wgan_gp:0", "wgan_gp:1"]
-    run = results["runs"]["wgan_gp:1"]
+    assert sorted(results["runs"]) == ["gan@0", "gan@1", "wgan_gp:lr=0.001@0", "wgan_gp:lr=0.001@1"]
+    run = results["runs"]["wgan_gp:lr=0.001@1"]
     assert [h["step"] for h in run["history"] if "modes_covered" in h] == [6, 12]
     md = (out / "report.md").read_text()
-    assert "| GAN (non-saturating) |" in md and "| WGAN-GP (Adam) |" in md and "lambda 10" in md
+    assert "| GAN (non-saturating) |" in md and "| WGAN-GP (Adam) [lr=0.001] |" in md and "lambda 10" in md
     from PIL import Image
 
-    for png in ("samples_gan_seed0.png", "samples_wgan_gp_seed1.png", "curves.png"):
+    for png in ("samples_gan_seed0.png", "samples_wgan_gp-lr0.001_seed1.png", "curves.png"):
         with Image.open(out / png) as img:
             assert img.size[0] > 300
     stamp = (out / "results.json").stat().st_mtime_ns
@@ -205,3 +205,21 @@ def test_fashion_mnist_generation_with_our_feature_frechet(tmp_path):
     assert row["fd"] > floor >= 0  # untrained samples are far worse than real images
     assert results["classifier"]["test_acc"] > 0.4 and (tmp_path / "samples_wgan_gp_seed0.png").exists()
     assert "not FID" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["gan_ring.yaml", "gan_grid.yaml", "gan_fashion_mnist.yaml", "gan_fashion_mnist_dcgan.yaml"])
+def test_shipped_gan_configs_parse_and_run_shrunk(name, tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / name
+    if not path.exists():
+        pytest.skip(f"{name} is not shipped")
+    cfg = load_gan_config(path)
+    assert cfg.seeds >= 1 and len(cfg.recipes()) == 3
+    if cfg.data["name"] == "fashion_mnist":
+        return  # the Fashion-MNIST runner is tested above on a subset
+    from trickbag.gan.runner import run
+
+    run(path, out=tmp_path, overrides=["seeds=1", "train.steps=4", "train.eval_every=2", "eval.samples=100"],
+        progress=False)
+    assert len(json.loads((tmp_path / "results.json").read_text())["runs"]) == 3

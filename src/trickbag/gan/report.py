@@ -96,7 +96,7 @@ def _curves(runs: dict[str, Any], methods: list[str], key: str, path: Path, qual
             if evals and key in evals[0]:
                 ax.plot(steps, [h[key] for h in evals], color=COLORS[0], alpha=alpha, lw=1.2)
             twin.plot(steps, [h[quality] for h in evals], color=COLORS[1], alpha=alpha, lw=1.2, ls="--")
-        ax.set_title(_NAMES.get(name, name), fontsize=10)
+        ax.set_title(_name(name), fontsize=10)
         ax.set_xlabel("generator step")
         ax.set_ylabel("Wasserstein estimate" if key == "w_estimate" else key, color=COLORS[0])
         twin.set_ylabel(quality_label, color=COLORS[1])
@@ -112,30 +112,31 @@ def render(out: str | Path) -> dict[str, Any]:
     data = json.loads((out / "results.json").read_text())
     cfg, runs = data["config"], data["runs"]
     images = cfg["data"]["name"] == "fashion_mnist"
-    methods = []
-    for spec in cfg["methods"]:
-        name = spec if isinstance(spec, str) else next(iter(spec))
-        if name not in methods:
-            methods.append(name)
+    from trickbag.gan.runner import file_label, load_gan_config
+
+    methods = [label for label, _ in load_gan_config(cfg).recipes()]
     page = Page(f"GANs on {cfg['data']['name']}: {', '.join(methods)}")
     page.paragraph(
         f"{cfg['seeds']} seed(s) per method, {cfg['train']['steps']} generator steps of batch {cfg['train']['batch_size']} "
         f"each, model {cfg['model']['name']} ({', '.join(f'{k} {v}' for k, v in cfg['model'].items() if k != 'name')}), "
-        f"on {cfg['train']['device']} with {cfg['train']['threads'] or 'all'} thread(s). Times are wall-clock seconds "
-        "per run on a shared machine: compare them with each other only.")
+        f"on {cfg['train']['device']} with {cfg['train']['threads'] or 'all'} thread(s). Train time: wall-clock seconds "
+        "of training per run (evaluations excluded); CPU time: the process's CPU seconds per run (evaluations "
+        "included), steadier than wall time on a shared machine.")
     rows, summary = [], {}
     for name in methods:
         mine = sorted((r for r in runs.values() if r["method"] == name), key=lambda r: r["seed"])
         if not mine:
             continue
         finals = [r["final"] for r in mine]
-        times = [r["wall_time"] for r in mine]
+        times = [r["final"].get("train_time", r["wall_time"]) for r in mine]
+        cpu = [r["cpu_time"] for r in mine]
         w = [f.get("w_estimate") for f in finals if f.get("w_estimate") is not None]
         recipe = mine[0]["recipe"]
         setting = (f"n_critic {recipe['n_critic']}, {recipe['optimizer']} lr {recipe['lr']:g}"
                    + (f", clip {recipe['clip']}" if recipe.get("clip") else "")
                    + (f", lambda {recipe['gp_weight']:g}" if recipe.get("gp_weight") else ""))
-        row = {"method": name, "n": len(mine), "setting": setting, "time": sum(times) / len(times)}
+        row = {"method": name, "n": len(mine), "setting": setting, "time": sum(times) / len(times),
+               "cpu": sum(cpu) / len(cpu)}
         if images:
             fd = [f["fd_ours"] for f in finals]
             corr = []
@@ -146,17 +147,17 @@ def render(out: str | Path) -> dict[str, Any]:
             row.update(fd=sum(fd) / len(fd), best_fd=sum(best) / len(best),
                        corr=sum(corr) / len(corr) if all(not math.isnan(c) for c in corr) and corr else math.nan,
                        w=sum(w) / len(w) if w else math.nan)
-            rows.append([_NAMES.get(name, name), setting, row["n"], row["fd"], row["best_fd"],
-                         row["w"], row["corr"], row["time"]])
+            rows.append([_name(name), setting, row["n"], row["fd"], row["best_fd"],
+                         row["w"], row["corr"], f"{row['time']:.0f}", f"{row['cpu']:.0f}"])
         else:
             modes = [f["modes_covered"] for f in finals]
             hq = [f["high_quality"] for f in finals]
             total = cfg["data"].get("modes") or cfg["data"].get("side", 5) ** 2
             m, h = _stats(modes), _stats(hq)
             row.update(modes=m, hq=h, all_modes=sum(1 for v in modes if v == total), total=total)
-            rows.append([_NAMES.get(name, name), setting, row["n"], f"{m['mean']:.1f} ± {m['sd']:.1f}",
+            rows.append([_name(name), setting, row["n"], f"{m['mean']:.1f} ± {m['sd']:.1f}",
                          f"{m['min']:.0f} to {m['max']:.0f}", f"{row['all_modes']}/{len(mine)}",
-                         f"{h['mean']:.3f} ± {h['sd']:.3f}", row["time"]])
+                         f"{h['mean']:.3f} ± {h['sd']:.3f}", f"{row['time']:.0f}", f"{row['cpu']:.0f}"])
         summary[name] = row
     if images:
         cls = data.get("classifier") or {}
@@ -169,7 +170,7 @@ def render(out: str | Path) -> dict[str, Any]:
             f"Real training images score {cls.get('fd_real_floor', float('nan')):.3g} against the same reference "
             f"({cfg['eval']['samples']} images against {cfg['eval']['real_samples']} test images), the floor.")
         page.table(["method", "setting", "seeds", "final fd_ours", "best fd_ours", "final W estimate",
-                    "Spearman(W estimate, fd_ours)", "time (s)"], rows)
+                    "Spearman(W estimate, fd_ours)", "train time (s)", "CPU time (s)"], rows)
         page.paragraph("Spearman correlation over the evaluations of each run (averaged over seeds): positive "
                        "means the critic's Wasserstein estimate falls as the samples improve, the claim that the "
                        "WGAN loss tracks sample quality. The non-saturating GAN has no such estimate.")
@@ -181,13 +182,13 @@ def render(out: str | Path) -> dict[str, Any]:
             f"{cfg['eval']['sds']:g} standard deviations of its nearest mode; a mode is covered when it holds at "
             f"least {cfg['eval']['min_share']:g} of its fair share of high-quality samples.")
         page.table(["method", "setting", "seeds", "modes covered (mean ± sd)", "range", "runs with every mode",
-                    "high-quality share", "time (s)"], rows)
+                    "high-quality share", "train time (s)", "CPU time (s)"], rows)
         curves = _curves(runs, methods, "w_estimate", out / "curves.png", "high_quality", "high-quality share")
     page.heading("Samples (seed 0)")
     for name in methods:
-        png = out / f"samples_{name}_seed0.png"
+        png = out / f"samples_{file_label(name)}_seed0.png"
         if png.exists():
-            page.image(png.name, _NAMES.get(name, name))
+            page.image(png.name, _name(name))
     page.heading("Training curves")
     page.image(curves.name, "the critic's Wasserstein estimate (solid, left axis) and sample quality (dashed, right "
                             "axis) per generator step; seed 0 dark, other seeds light")
@@ -196,6 +197,11 @@ def render(out: str | Path) -> dict[str, Any]:
     page.code(json.dumps(prov, indent=1) + "\n" + json.dumps(cfg, indent=1), "json")
     files = page.write(out)
     return {"out": str(out), "report": [str(f) for f in files], "summary": summary}
+
+
+def _name(label: str) -> str:
+    base, _, changes = label.partition(":")
+    return _NAMES.get(base, base) + (f" [{changes}]" if changes else "")
 
 
 def _stats(values: list[float]) -> dict[str, float]:

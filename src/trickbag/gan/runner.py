@@ -32,7 +32,7 @@ from trickbag.gan.metrics import FeatureFrechet, mode_coverage
 from trickbag.gan.nets import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
 from trickbag.gan.train import METHODS, GanMethod, method, train_gan
 
-__all__ = ["GanConfig", "load_gan_config", "run", "DATA", "MODELS"]
+__all__ = ["GanConfig", "load_gan_config", "run", "file_label", "DATA", "MODELS"]
 
 DATA = ("ring", "grid", "fashion_mnist")
 MODELS = ("mlp", "dcgan")
@@ -74,21 +74,34 @@ class GanConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     source: str | None = None
 
-    def recipes(self) -> list[GanMethod]:
+    def recipes(self) -> list[tuple[str, GanMethod]]:
+        """``(label, recipe)`` per entry of ``methods``: the label is the name, with the changed
+        settings when there are any (``wgan_gp:lr=0.001``)."""
         out = []
         for spec in self.methods:
             if isinstance(spec, str):
-                out.append(method(spec))
+                out.append((spec, method(spec)))
             elif isinstance(spec, dict) and len(spec) == 1:
                 name, changes = next(iter(spec.items()))
-                out.append(method(name, **(changes or {})))
+                changes = changes or {}
+                label = name + (":" + ",".join(f"{k}={_short(v)}" for k, v in changes.items()) if changes else "")
+                out.append((label, method(name, **changes)))
             else:
                 raise ValueError(f"a method is a name ({', '.join(METHODS)}) or {{name: {{settings}}}}, got {spec!r}")
+        labels = [label for label, _ in out]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"methods must differ; got {labels}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": dict(self.data), "model": dict(self.model), "methods": copy.deepcopy(self.methods),
                 "seeds": self.seeds, "train": asdict(self.train), "eval": asdict(self.eval)}
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "/".join(_short(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _section(cls, values: Any, where: str):
@@ -170,6 +183,11 @@ def load_gan_config(source: str | Path | dict[str, Any], overrides: list[str] | 
     if cfg.data["name"] == "fashion_mnist" and cfg.model["name"] == "mlp" and "z_dim" not in cfg.model:
         cfg.model["z_dim"] = 64
     return cfg
+
+
+def file_label(label: str) -> str:
+    """A method label as a file-name part: ``wgan_gp:lr=0.001`` -> ``wgan_gp-lr0.001``."""
+    return label.replace(":", "-").replace("=", "").replace(",", "-").replace("/", "_")
 
 
 # ---- the pieces a config names ----------------------------------------------------------------
@@ -284,9 +302,9 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
             return {"modes_covered": c.modes_covered, "high_quality": c.high_quality}
         return evaluate
 
-    for recipe in cfg.recipes():
+    for label, recipe in cfg.recipes():
         for seed in range(cfg.seeds):
-            key = f"{recipe.name}:{seed}"
+            key = f"{label}@{seed}"
             if key in results["runs"]:
                 continue
             torch.manual_seed(seed)
@@ -296,10 +314,10 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
                                 batch_size=cfg.train.batch_size, seed=seed, eval_every=cfg.train.eval_every,
                                 evaluate=evaluate_fn(seed), log_every=cfg.train.log_every, device=device)
             final = {k: v for k, v in history[-1].items() if k != "step"}
-            results["runs"][key] = {"method": recipe.name, "recipe": asdict(recipe), "seed": seed, "history": history,
+            results["runs"][key] = {"method": label, "recipe": asdict(recipe), "seed": seed, "history": history,
                                     "final": final, "wall_time": time.perf_counter() - wall,
                                     "cpu_time": time.process_time() - cpu}
-            sample_png(generator, cfg, out / f"samples_{recipe.name}_seed{seed}.png",
+            sample_png(generator, cfg, out / f"samples_{file_label(label)}_seed{seed}.png",
                        mixture=None if images else mixture, device=device)
             results_path.write_text(json.dumps(results, indent=1))
             if progress:
