@@ -47,14 +47,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        for line in out.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["variant"], r["arm"], r["seed"]))
+    def done() -> set[tuple[str, str, int]]:  # re-read before each trial: several processes may share --out
+        if not out.exists():
+            return set()
+        return {(r["variant"], r["arm"], r["seed"]) for r in map(json.loads, out.read_text().splitlines())}
+
     for seed in numbers(args.seeds):
         for arm in args.arms:
-            if (args.variant, arm, seed) in done:
+            if (args.variant, arm, seed) in done():
                 continue
             overrides = [*args.overrides, f"train.seed={seed}", "train.progress=false"]
             if args.fold_key:

@@ -125,8 +125,15 @@ def test_catastrophic_overfitting_is_a_collapse_of_pgd_while_fgsm_rises():
     assert detect_catastrophic_overfitting([0.30, 0.40, 0.45, 0.44], [0.40, 0.50, 0.55, 0.56]) is None
     # both accuracies fall together (a bad learning rate, not gradient masking): nothing
     assert detect_catastrophic_overfitting([0.45, 0.50, 0.10], [0.55, 0.60, 0.20]) is None
-    # PGD falls by less than drop: nothing
+    # PGD falls by less than drop and by less than half: nothing
     assert detect_catastrophic_overfitting([0.45, 0.50, 0.35], [0.55, 0.60, 0.90]) is None
+    # a relative collapse where robust accuracy was low: plain FGSM on Fashion-MNIST, eps 0.1
+    # (our run's probe after each epoch), caught at the fourth check, the best at the second
+    real = detect_catastrophic_overfitting([0.207, 0.260, 0.150, 0.106], [0.486, 0.674, 0.639, 0.729])
+    assert (real.best_index, real.index) == (1, 3)
+    assert detect_catastrophic_overfitting([0.207, 0.260, 0.150], [0.486, 0.674, 0.639]) is None  # not yet
+    # near zero all along (standard training): a halving within noise is not a collapse
+    assert detect_catastrophic_overfitting([0.031, 0.004, 0.0], [0.117, 0.088, 0.125]) is None
     found = detect_catastrophic_overfitting([0.45, 0.50, 0.48, 0.05], [0.55, 0.60, 0.62, 0.93])
     assert (found.best_index, found.index, found.pgd_best, found.pgd_now) == (1, 3, 0.50, 0.05)
     message = found.message()
@@ -135,3 +142,5 @@ def test_catastrophic_overfitting_is_a_collapse_of_pgd_while_fgsm_rises():
         detect_catastrophic_overfitting([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="drop must be in"):
         detect_catastrophic_overfitting([0.1], [0.1], drop=0.0)
+    with pytest.raises(ValueError, match="relative_drop must be in"):
+        detect_catastrophic_overfitting([0.1], [0.1], relative_drop=1.5)

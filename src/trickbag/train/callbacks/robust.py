@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from trickbag._validate import check_choice, check_nonnegative, check_positive_int, check_range
+from trickbag._validate import check_choice, check_nonnegative, check_positive_int
 from trickbag.adversarial import ATTACKS, detect_catastrophic_overfitting, make_attack, robust_accuracy
 from trickbag.train.callbacks._space import SPACES, DataSpace
 from trickbag.train.callbacks.base import Callback
@@ -86,8 +86,9 @@ class CatastrophicOverfittingGuard(Callback):
     Every ``every_steps`` updates (default: at the end of every epoch) the model's accuracy under
     FGSM and under PGD (``pgd_steps`` steps, random start) is measured on a fixed probe, the
     first ``probe_examples`` validation examples, and recorded as ``probe_fgsm_acc`` and
-    ``probe_pgd_acc``. When the PGD accuracy has fallen by ``drop`` from its best while the FGSM
-    accuracy rose (:func:`~trickbag.adversarial.detect_catastrophic_overfitting`), it warns
+    ``probe_pgd_acc``. When the PGD accuracy has collapsed from its best (by ``drop``, or to
+    ``1 - relative_drop`` of it) while the FGSM accuracy rose
+    (:func:`~trickbag.adversarial.detect_catastrophic_overfitting`), it warns
     with the fix and, with ``action="stop"``, stops training and restores the weights of the
     best PGD accuracy (``restore_best``), Wong et al.'s early stopping.
 
@@ -99,20 +100,21 @@ class CatastrophicOverfittingGuard(Callback):
     touches = frozenset({"weights"})
 
     def __init__(self, eps: float = 0.1, every_steps: int | None = None, probe_examples: int = 512,
-                 pgd_steps: int = 10, alpha: float | None = None, drop: float = 0.2, action: str = "stop",
-                 restore_best: bool = True, space: str = "data", clamp: tuple[float, float] | str | None = "auto",
-                 seed: int = 0):
+                 pgd_steps: int = 10, alpha: float | None = None, drop: float = 0.2, relative_drop: float = 0.5,
+                 min_drop: float = 0.05, action: str = "stop", restore_best: bool = True, space: str = "data",
+                 clamp: tuple[float, float] | str | None = "auto", seed: int = 0):
         check_nonnegative("eps", eps)
         if every_steps is not None:
             check_positive_int("every_steps", every_steps)
         check_positive_int("probe_examples", probe_examples)
         check_positive_int("pgd_steps", pgd_steps)
-        check_range("drop", drop, 0.0, 1.0, low_open=True)
+        detect_catastrophic_overfitting([0.0], [0.0], drop=drop, relative_drop=relative_drop, min_drop=min_drop)
         check_choice("action", action, ("stop", "warn"))
         check_choice("space", space, SPACES)
         make_attack("pgd", eps=eps, alpha=alpha, steps=pgd_steps)
         self.eps, self.every_steps, self.probe_examples, self.pgd_steps = eps, every_steps, probe_examples, pgd_steps
         self.alpha, self.drop, self.action, self.restore_best = alpha, drop, action, restore_best
+        self.relative_drop, self.min_drop = relative_drop, min_drop
         self.space, self.seed = space, seed
         self.clamp = tuple(clamp) if isinstance(clamp, (list, tuple)) else clamp
         self.pgd_acc: list[float] = []
@@ -146,7 +148,8 @@ class CatastrophicOverfittingGuard(Callback):
         self.pgd_acc.append(pgd_acc)
         self.fgsm_acc.append(fgsm_acc)
         self.checked_at.append(state.step)
-        found = detect_catastrophic_overfitting(self.pgd_acc, self.fgsm_acc, drop=self.drop)
+        found = detect_catastrophic_overfitting(self.pgd_acc, self.fgsm_acc, drop=self.drop,
+                                                relative_drop=self.relative_drop, min_drop=self.min_drop)
         if found is None or self.detected is not None:
             return
         message = (f"{found.message()} (PGD best at step {self.checked_at[found.best_index]}, "
