@@ -64,6 +64,10 @@ def test_mode_coverage_counts_by_hand():
     assert c.high_quality == pytest.approx(9 / 16)
     strict = mode_coverage(samples, mixture, min_share=1.0)  # 4 samples needed: mode 1 drops out
     assert strict.modes_covered == 1
+    # within 10 sd (1.0) the three samples at 0.35 reach mode 2; the four at the centre (1.41) reach nothing
+    assert c.modes_reached == 3
+    # distances in sd: 6 x 0, 3 x 2.83, 3 x 3.54, 4 x 14.1: torch's median (the lower middle) is 2.83
+    assert c.median_sd == pytest.approx(0.2 * 2**0.5 / 0.1, rel=1e-6)
     with pytest.raises(ValueError, match=r"samples must be \(n, 2\)"):
         mode_coverage(torch.zeros(3, 3), mixture)
 

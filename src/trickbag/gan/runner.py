@@ -56,6 +56,7 @@ class EvalSection:
     samples: int = 2500  # generated samples per evaluation
     sds: float = 3.0  # mixtures: a high-quality sample lies within sds standard deviations of a mode
     min_share: float = 0.2  # mixtures: a mode is covered with this share of its fair share of samples
+    reach_sds: float = 10.0  # mixtures: the looser radius of modes_reached
     real_samples: int = 5000  # images: real test images for the reference statistics
     classifier_epochs: int = 2  # images: training of our feature extractor (the small CNN)
     classifier_width: int = 32
@@ -298,8 +299,10 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
                 samples = torch.cat([generator(z[i:i + 500]) for i in range(0, z.shape[0], 500)])
             if images:
                 return {"fd_ours": frechet(samples)}
-            c = mode_coverage(samples, mixture, sds=cfg.eval.sds, min_share=cfg.eval.min_share)
-            return {"modes_covered": c.modes_covered, "high_quality": c.high_quality}
+            c = mode_coverage(samples, mixture, sds=cfg.eval.sds, min_share=cfg.eval.min_share,
+                              reach_sds=cfg.eval.reach_sds)
+            return {"modes_covered": c.modes_covered, "high_quality": c.high_quality, "modes_reached": c.modes_reached,
+                    "median_sd": c.median_sd}
         return evaluate
 
     for label, recipe in cfg.recipes():
