@@ -177,6 +177,10 @@ TRICKS: tuple[Trick, ...] = (
           "Kendall, Gal, Cipolla. Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry "
           "and Semantics. CVPR 2018.",
           f"{_L}:uncertainty_weighted_loss", f"{_L}:MultiTaskLoss"),
+    Trick("non_saturating_gan", "loss", "The original GAN: a logistic discriminator; the generator maximises log D(G(z)).",
+          "Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville, Bengio. Generative "
+          "Adversarial Nets. NeurIPS 2014.",
+          f"{_L}:non_saturating_loss", f"{_L}:discriminator_loss"),
     # ---- regularizers -------------------------------------------------------------------
     Trick("flooding", "regularizer", "Keep the training loss near a flood level b: gradient ascent below it.",
           "Ishida, Yamane, Sakai, Niu, Sugiyama. Do We Need Zero Training Loss After Achieving "
@@ -198,6 +202,11 @@ TRICKS: tuple[Trick, ...] = (
     Trick("weight_clipping", "regularizer", "Clamp every parameter to [-c, c] (the original WGAN's Lipschitz constraint).",
           "Arjovsky, Chintala, Bottou. Wasserstein Generative Adversarial Networks. ICML 2017.",
           f"{_L}:clip_weights_", f"{_L}:clip_weights_"),
+    Trick("max_norm", "regularizer", "After every update, cap each unit's incoming weight vector at L2 norm c.",
+          "Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov. Dropout: A Simple Way to Prevent "
+          "Neural Networks from Overfitting. JMLR 2014.",
+          f"{_O}:max_norm_", f"{_O}:attach_max_norm", callback=_CB + "MaxNorm", use="callback",
+          defaults={"target": "fc.weight", "max_norm": 3.0}),
     # ---- schedules ----------------------------------------------------------------------
     Trick("constant", "schedule", "The same learning rate at every step (the baseline schedule).",
           "Robbins, Monro. A Stochastic Approximation Method. Ann. Math. Stat. 1951.",
@@ -454,6 +463,29 @@ TRICKS: tuple[Trick, ...] = (
           "Adversarial Training for Natural Language Understanding. ICLR 2020.",
           f"{_V}:adversarial_loss", f"{_V}:PGDEmbedding", callback="trickbag.train.callbacks:EmbeddingAdversarial",
           use="callback", defaults={"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 3}),
+    Trick("freelb", "adversarial", "K ascent steps on the embedding, every step's gradient accumulated (text models).",
+          "Zhu, Cheng, Gan, Sun, Goldstein, Liu. FreeLB: Enhanced Adversarial Training for Natural "
+          "Language Understanding. ICLR 2020.",
+          f"{_V}:adversarial_loss", f"{_V}:train_on_embeddings", callback="trickbag.train.callbacks:EmbeddingAdversarial",
+          use="callback", defaults={"method": "freelb", "epsilon": 1.0, "alpha": 0.5, "steps": 3}),
+    Trick("pgd_training", "adversarial", "Madry's adversarial training: train on PGD-K attacks of every example.",
+          "Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to "
+          "Adversarial Attacks. ICLR 2018.",
+          f"{_V}:pgd", f"{_V}:make_attack", callback=_ADV, use="callback",
+          defaults={"method": "pgd", "eps": 0.1, "alpha": 0.025, "steps": 7, "ratio": 1.0, "space": "data"}),
+    Trick("fast_fgsm", "adversarial", "Fast adversarial training: FGSM from a random start, step 1.25 eps (~2x cost).",
+          "Wong, Rice, Kolter. Fast is Better than Free: Revisiting Adversarial Training. ICLR 2020.",
+          f"{_V}:fast_fgsm", f"{_V}:make_attack", callback=_ADV, use="callback",
+          defaults={"method": "fast_fgsm", "eps": 0.1, "ratio": 1.0, "space": "data"}),
+    Trick("robust_accuracy", "tool", "Accuracy under attack (PGD-20 by default) as val_robust_acc and test_robust_acc.",
+          "Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to "
+          "Adversarial Attacks. ICLR 2018.",
+          f"{_V}:robust_accuracy", f"{_V}:make_attack", callback=_CB + "RobustAccuracy", use="callback",
+          defaults={"attack": "pgd", "eps": 0.1, "steps": 20}),
+    Trick("catastrophic_overfitting", "loop", "Stop fast adversarial training when PGD accuracy collapses as FGSM's rises.",
+          "Wong, Rice, Kolter. Fast is Better than Free: Revisiting Adversarial Training. ICLR 2020.",
+          f"{_V}:detect_catastrophic_overfitting", _CB + "CatastrophicOverfittingGuard",
+          callback=_CB + "CatastrophicOverfittingGuard", use="callback", defaults={"eps": 0.1}),
     # ---- tricks that live in the loop ------------------------------------------------------------
     Trick("ema", "loop", "Evaluate with an exponential moving average of the weights.",
           "Polyak, Juditsky. Acceleration of Stochastic Approximation by Averaging. SIAM J. "

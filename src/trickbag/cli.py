@@ -233,6 +233,21 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gan(args: argparse.Namespace) -> int:
+    from trickbag.gan.runner import run
+
+    summary = run(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
+    for name, row in summary["summary"].items():
+        if "modes" in row:
+            print(f"{name:8s} modes covered {row['modes']['mean']:.1f}/{row['total']} (every mode in "
+                  f"{row['all_modes']}/{row['n']} runs), high-quality share {row['hq']['mean']:.3f}, {row['time']:.0f}s a run")
+        else:
+            print(f"{name:8s} fd_ours {row['fd']:.4g} (best {row['best_fd']:.4g}), Spearman(W estimate, fd_ours) "
+                  f"{row['corr']:.2f}, {row['time']:.0f}s a run")
+    print(f"report: {summary['report'][1]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trickbag",
@@ -341,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/clean")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_clean)
+
+    p = sub.add_parser("gan", help="train GANs (gan, wgan, wgan_gp) on 2-D mixtures or Fashion-MNIST: coverage, quality, report")
+    p.add_argument("--config", required=True, help="the GAN YAML config (configs/gan_ring.yaml ...)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.steps=500 seeds=2")
+    p.add_argument("--out", default="runs/gan", help="output folder; the same command again resumes (default runs/gan)")
+    p.add_argument("--quiet", action="store_true", help="no per-run lines")
+    p.set_defaults(func=_cmd_gan)
 
     p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
     p.add_argument("dir")

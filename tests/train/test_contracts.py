@@ -10,7 +10,7 @@ from trickbag import catalog
 from trickbag.testing import check_trick, contract_config
 
 CONFIGURABLE = [t.name for t in catalog.TRICKS if t.use is not None]
-TEXT = {"fgm", "pgd_embedding"}
+TEXT = {"fgm", "pgd_embedding", "freelb", "max_norm"}
 MODEL_FOR = {"zero_init_residual": {"name": "resnet_cifar", "depth": 8, "width": 4},
              "patch_whitening": {"name": "speedrun_cnn", "widths": [4, 4]}}
 PARTNER = {"flooding": "gradient_clipping"}  # everything else is paired with flooding

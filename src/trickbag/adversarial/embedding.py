@@ -10,7 +10,12 @@ from torch.func import functional_call
 
 from trickbag._validate import check_choice, check_nonnegative, check_positive, check_positive_int
 
-__all__ = ["embedding_parameters", "FGM", "PGDEmbedding", "adversarial_loss"]
+__all__ = ["embedding_parameters", "FGM", "PGDEmbedding", "adversarial_loss", "EmbeddingAdversary",
+           "train_on_embeddings", "EMBEDDING_METHODS"]
+
+#: The embedding-space methods: one step (Miyato et al.), K projected steps keeping the last
+#: (Madry et al. on embeddings), K steps whose gradients are all accumulated (Zhu et al.'s FreeLB).
+EMBEDDING_METHODS = ("fgm", "pgd", "freelb")
 
 
 def embedding_parameters(model: nn.Module, target: str = "embedding") -> list[tuple[str, nn.Parameter]]:
@@ -183,14 +188,24 @@ def adversarial_loss(
     alpha: float = 0.3,
     steps: int = 3,
 ) -> Tensor:
-    """The extra loss of embedding-space adversarial training, to add to the clean loss.
+    r"""The extra loss of embedding-space adversarial training, to add to the clean loss.
 
     The perturbation comes from the gradient of the clean loss with respect to the matched
-    parameters (FGM: one normalised step of size ``epsilon``; PGD: ``steps`` steps of size
-    ``alpha``, each projected into the L2 ball of radius ``epsilon``, as :class:`PGDEmbedding`). The returned loss is computed with the
-    perturbed weights through ``torch.func.functional_call`` (nothing is written into the
-    model), and back-propagates into the clean weights. Costs one clean forward and backward
-    plus one (FGM) or ``steps`` (PGD) adversarial passes.
+    parameters ``E``:
+
+    - ``"fgm"``: one step, :math:`r = \varepsilon\, g / \lVert g \rVert_2`; returns :math:`L(E + r)`.
+    - ``"pgd"``: ``steps`` steps :math:`\delta_{t+1} = \Pi_\varepsilon(\delta_t + \alpha\, g_t / \lVert g_t \rVert_2)`,
+      :math:`\delta_0 = 0`, each projected into the L2 ball of radius ``epsilon`` (as
+      :class:`PGDEmbedding`); returns the loss at the last point, :math:`L(E + \delta_K)`.
+    - ``"freelb"``: the same path, returning the mean of the losses along it,
+      :math:`\frac1K \sum_{t=1}^K L(E + \delta_t)`: FreeLB's accumulation of the gradients of
+      every ascent step (Zhu et al. 2020; FreeLB itself starts from a random point and has no
+      separate clean term).
+
+    The returned loss is computed with the perturbed weights through
+    ``torch.func.functional_call`` (nothing is written into the model), and back-propagates into
+    the clean weights. Costs one clean forward and backward plus one (FGM) or ``steps`` (PGD,
+    FreeLB) adversarial passes.
 
     Example:
         >>> import torch
@@ -203,7 +218,7 @@ def adversarial_loss(
         >>> bool(adv > clean)  # the perturbation increases the loss
         True
     """
-    check_choice("method", method, ("fgm", "pgd"))
+    check_choice("method", method, EMBEDDING_METHODS)
     check_nonnegative("epsilon", epsilon)
     inputs, targets = batch
     named = dict(embedding_parameters(model, target))
@@ -213,18 +228,171 @@ def adversarial_loss(
         grads = torch.autograd.grad(clean, [named[n] for n in names], allow_unused=True)
         if method == "fgm":
             r = {n: epsilon * _unit(g) if g is not None else torch.zeros_like(named[n]) for n, g in zip(names, grads)}
-        else:
-            check_positive("alpha", alpha)
-            check_positive_int("steps", steps)
-            r = {n: _project(alpha * _unit(g), epsilon) if g is not None else torch.zeros_like(named[n])
-                 for n, g in zip(names, grads)}
-            for _ in range(steps - 1):
-                deltas = {n: r[n].detach().requires_grad_(True) for n in names}
+            perturbed = {n: named[n] + r[n].detach() for n in names}
+            return loss_fn(functional_call(model, perturbed, (inputs,)), targets)
+        check_positive("alpha", alpha)
+        check_positive_int("steps", steps)
+        r = {n: _project(alpha * _unit(g), epsilon) if g is not None else torch.zeros_like(named[n])
+             for n, g in zip(names, grads)}
+        losses = []
+        for t in range(steps):
+            last = t == steps - 1
+            if method == "pgd" and last:
+                break
+            deltas = {n: r[n].detach().requires_grad_(True) for n in names}
+            if method == "freelb":  # the loss at this point counts, and back-propagates into the weights
+                out = functional_call(model, {n: named[n] + deltas[n] for n in names}, (inputs,))
+            else:
                 out = functional_call(model, {n: named[n].detach() + deltas[n] for n in names}, (inputs,))
-                step_grads = torch.autograd.grad(loss_fn(out, targets), [deltas[n] for n in names], allow_unused=True)
-                for n, g in zip(names, step_grads):
-                    if g is None:
-                        continue
+            loss = loss_fn(out, targets)
+            if method == "freelb":
+                losses.append(loss)
+                if last:
+                    break
+            step_grads = torch.autograd.grad(loss, [deltas[n] for n in names], allow_unused=True,
+                                             retain_graph=method == "freelb")
+            for n, g in zip(names, step_grads):
+                if g is not None:
                     r[n] = _project(r[n].detach() + alpha * _unit(g), epsilon)
+        if method == "freelb":
+            return torch.stack(losses).mean()
         perturbed = {n: named[n] + r[n].detach() for n in names}
         return loss_fn(functional_call(model, perturbed, (inputs,)), targets)
+
+
+class EmbeddingAdversary:
+    r"""Adversarial training on a text model's embedding, for any training loop: FGM, PGD or
+    FreeLB-style accumulation, on the parameters whose name contains ``target``.
+
+    After the clean loss's backward pass, :meth:`add_adversarial_gradients` perturbs the
+    embedding along its gradient, adds the gradient of the loss at the perturbed point(s) to
+    every parameter's ``.grad``, and puts the embedding back bit for bit. The gradient left for
+    the optimiser is that of
+
+    - ``"fgm"``: :math:`L(E) + L(E + \varepsilon\, g / \lVert g \rVert)` (Miyato et al. 2017);
+    - ``"pgd"``: :math:`L(E) + L(E + \delta_K)` after ``steps`` projected ascent steps;
+    - ``"freelb"``: :math:`L(E) + \frac1K \sum_{t=1}^K L(E + \delta_t)`, every step of the
+      ascent path counted (Zhu et al. 2020),
+
+    the same losses as :func:`adversarial_loss` (where the tests check them), computed by
+    perturbing the weights in place so that mixed precision, gradient accumulation and
+    data-parallel hooks work unchanged. Costs one (FGM) or ``steps`` (PGD, FreeLB) extra
+    forward and backward passes.
+
+    Args:
+        model: the model; ``target`` a substring of the embedding's parameter name (a module
+            called ``embedding`` has the parameter ``embedding.weight``; BERT's is
+            ``...word_embeddings.weight``). No match lists the embedding-like parameters.
+        epsilon: the L2 radius of the perturbation (of the whole matched weight). Default 1.
+        method: ``"fgm"`` (default), ``"pgd"`` or ``"freelb"``.
+        alpha: the ascent step of PGD and FreeLB. Default ``2.5 * epsilon / steps``.
+        steps: ascent steps of PGD and FreeLB. Default 3.
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> model = torch.nn.Sequential(torch.nn.Embedding(20, 4), torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> adversary = train_on_embeddings(model, "0.weight", epsilon=0.5)
+        >>> x, y = torch.tensor([[1, 5, 7]]), torch.tensor([1])
+        >>> before = model[0].weight.detach().clone()
+        >>> loss = adversary.backward(F.cross_entropy, x, y)   # instead of F.cross_entropy(model(x), y).backward()
+        >>> torch.equal(model[0].weight, before), model[2].weight.grad is not None
+        (True, True)
+
+    References: Miyato, Dai, Goodfellow, "Adversarial Training Methods for Semi-Supervised Text
+    Classification", ICLR 2017; Madry et al., ICLR 2018; Zhu, Cheng, Gan, Sun, Goldstein, Liu,
+    "FreeLB: Enhanced Adversarial Training for Natural Language Understanding", ICLR 2020.
+    """
+
+    def __init__(self, model: nn.Module, target: str = "embedding", *, epsilon: float = 1.0, method: str = "fgm",
+                 alpha: float | None = None, steps: int = 3):
+        check_choice("method", method, EMBEDDING_METHODS)
+        check_nonnegative("epsilon", epsilon)
+        check_positive_int("steps", steps)
+        alpha = 2.5 * epsilon / steps if alpha is None else alpha
+        check_positive("alpha", alpha)
+        self.model, self.target = model, target
+        self.params = embedding_parameters(model, target)
+        self.epsilon, self.method, self.alpha, self.steps = epsilon, method, alpha, steps
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingAdversary(target={self.target!r}, method={self.method!r}, epsilon={self.epsilon}, "
+                f"alpha={self.alpha:.4g}, steps={self.steps})")
+
+    def backward(self, loss_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
+        """The clean loss's backward pass plus the adversarial gradients; returns the clean loss
+        (detached). One call in place of ``loss_fn(model(inputs), targets).backward()``."""
+        loss = loss_fn(self.model(inputs), targets)
+        loss.backward()
+        self.add_adversarial_gradients(lambda: loss_fn(self.model(inputs), targets))
+        return loss.detach()
+
+    @torch.no_grad()
+    def _move(self, clean: dict[str, Tensor], delta: dict[str, Tensor]) -> None:
+        for name, p in self.params:
+            if name in delta:
+                p.copy_(clean[name] + delta[name])
+
+    def add_adversarial_gradients(self, closure: Callable[[], Tensor],
+                                  backward: Callable[[Tensor], None] | None = None) -> None:
+        """Call after the clean backward pass: ``closure()`` computes the loss of the same batch
+        at the current weights, ``backward(loss)`` back-propagates it (default
+        ``loss.backward()``; a trainer passes its own, with loss scaling)."""
+        backward = backward or (lambda loss: loss.backward())
+        active = [(n, p) for n, p in self.params if p.grad is not None]
+        if not active:
+            return
+        with torch.no_grad():
+            clean = {n: p.detach().clone() for n, p in active}
+            direction = {n: p.grad.detach().clone() for n, p in active}
+        try:
+            if self.method == "fgm":
+                self._move(clean, {n: self.epsilon * _unit(direction[n]) for n in clean})
+                backward(closure())
+                return
+            delta = {n: torch.zeros_like(t) for n, t in clean.items()}
+            if self.method == "pgd":
+                grads = [p for p in self.model.parameters() if p.grad is not None]
+                kept = [g.grad.detach().clone() for g in grads]
+                for t in range(self.steps):
+                    delta = {n: _project(delta[n] + self.alpha * _unit(direction[n]), self.epsilon) for n in clean}
+                    self._move(clean, delta)
+                    last = t == self.steps - 1
+                    if last:
+                        with torch.no_grad():
+                            for p, g in zip(grads, kept):
+                                p.grad.copy_(g)
+                    else:
+                        for p in grads:
+                            p.grad.zero_()
+                    backward(closure())
+                    if not last:
+                        direction = {n: p.grad.detach().clone() for n, p in active}
+                return
+            for t in range(self.steps):  # freelb
+                delta = {n: _project(delta[n] + self.alpha * _unit(direction[n]), self.epsilon) for n in clean}
+                self._move(clean, delta)
+                before = {n: p.grad.detach().clone() for n, p in active}
+                backward(closure() / self.steps)
+                direction = {n: p.grad.detach() - before[n] for n, p in active}
+        finally:
+            self._move(clean, {n: torch.zeros_like(t) for n, t in clean.items()})
+
+
+def train_on_embeddings(model: nn.Module, target: str = "embedding", *, epsilon: float = 1.0, method: str = "fgm",
+                        alpha: float | None = None, steps: int = 3) -> EmbeddingAdversary:
+    """Turn on adversarial training on the embedding named ``target``: one line, then
+    ``adversary.backward(loss_fn, x, y)`` in place of ``loss.backward()``.
+
+    Returns an :class:`EmbeddingAdversary` (see it for the methods and their losses). In the
+    trainer the same is the ``EmbeddingAdversarial`` callback, or one line of a config:
+    ``tricks: [fgm: {target: embedding, epsilon: 0.5}]`` (``pgd_embedding``, ``freelb``).
+
+    Example:
+        >>> import torch
+        >>> from trickbag.models import text_cnn
+        >>> model = text_cnn(100, 2, embed_dim=8, num_filters=4)
+        >>> train_on_embeddings(model, "embedding", epsilon=0.5)
+        EmbeddingAdversary(target='embedding', method='fgm', epsilon=0.5, alpha=0.4167, steps=3)
+    """
+    return EmbeddingAdversary(model, target, epsilon=epsilon, method=method, alpha=alpha, steps=steps)

@@ -1,4 +1,4 @@
-"""Losses and loss transforms: focal, class-balanced, logit-adjusted, label smoothing, flooding, WGAN and
+"""Losses and loss transforms: focal, class-balanced, logit-adjusted, label smoothing, flooding, GAN and WGAN,
 weight penalties."""
 
 from trickbag.losses.flooding import Flooding, flood
@@ -22,6 +22,7 @@ from trickbag.losses.multitask import (
     uncertainty_weighted_loss,
     weighted_task_loss,
 )
+from trickbag.losses.gan import discriminator_loss, non_saturating_loss
 from trickbag.losses.penalties import l1_penalty, l2_penalty, penalized_parameters
 from trickbag.losses.smoothing import (
     LabelSmoothingCrossEntropy,
@@ -54,12 +55,14 @@ __all__ = [
     "clip_weights_",
     "critic_loss",
     "cross_entropy_arguments",
+    "discriminator_loss",
     "flood",
     "focal_loss",
     "generator_loss",
     "gradient_penalty",
     "l1_penalty",
     "l2_penalty",
+    "non_saturating_loss",
     "penalized_parameters",
     "sigmoid_focal_loss",
     "smooth_labels",

@@ -31,11 +31,17 @@ class TextCNN(nn.Module):
         dropout: float = 0.5,
         activation: str = "relu",
         padding_idx: int = 0,
+        embed_init: float | None = None,
     ):
         super().__init__()
         check_positive_int("vocab_size", vocab_size)
         check_range("dropout", dropout, 0.0, 1.0, high_open=True)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        if embed_init is not None:
+            check_range("embed_init", embed_init, 0.0, float("inf"), low_open=True)
+            with torch.no_grad():
+                self.embedding.weight.uniform_(-embed_init, embed_init)
+                self.embedding.weight[padding_idx].zero_()
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, num_filters, k) for k in filter_sizes)
         self.act = make_activation(activation)
         self.dropout = nn.Dropout(dropout)
@@ -59,10 +65,12 @@ def text_cnn(
     pretrained: str | Path | Mapping[str, Sequence[float]] | None = None,
     vocab: Mapping[str, int] | None = None,
     freeze_embedding: bool = False,
+    embed_init: float | None = None,
 ) -> TextCNN:
     """Kim's CNN, optionally with pre-trained word vectors (a word2vec/GloVe text file or a
     dict; ``vocab`` maps words to rows). The loading statistics are kept in
-    ``model.embedding_init``.
+    ``model.embedding_init``. ``embed_init=a`` draws random embeddings from ``U[-a, a]``
+    (Kim's CNN-rand: 0.25) instead of torch's ``N(0, 1)``.
 
     Example:
         >>> import torch
@@ -70,7 +78,7 @@ def text_cnn(
         torch.Size([3, 2])
     """
     model = TextCNN(vocab_size, num_classes, embed_dim=embed_dim, filter_sizes=filter_sizes,
-                    num_filters=num_filters, dropout=dropout, activation=activation)
+                    num_filters=num_filters, dropout=dropout, activation=activation, embed_init=embed_init)
     if pretrained is not None:
         if vocab is None:
             raise ValueError("text_cnn(pretrained=...) needs the vocabulary (vocab=word -> row)")

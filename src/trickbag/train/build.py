@@ -493,6 +493,9 @@ class Run:
                                       f"{', ...' if len(bad) > 3 else ''}); lower the learning rate or clip gradients")
         if self.test_data is not None and not state.diverged:
             results["test"] = self.trainer.evaluate(self.test_data, prefix="test")
+            for cb in self.trainer.callbacks:  # metrics a callback computes (test_robust_acc ...)
+                if hasattr(cb, "test_metrics"):
+                    results["test"].update(cb.test_metrics(state, self.test_data))
         main = self.run_dir is not None and state.is_main
         if state.diverged:
             results["diverged"] = True

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from trickbag._validate import check_choice, check_positive, check_range
-from trickbag.adversarial import fgsm, ifgsm, pgd
+from trickbag.adversarial import fast_fgsm, fgsm, ifgsm, pgd
 from trickbag.augment import Compose, Mixed, cutmix_batch, mix_targets, mixup_batch
+from trickbag.train.callbacks._space import SPACES, DataSpace
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
@@ -132,10 +133,22 @@ class MixupCutMix(_Mixer):
 
 
 class AdversarialTraining(Callback):
-    """Replace a fraction ``ratio`` of every training batch by adversarial examples (FGSM,
-    I-FGSM or PGD) crafted against the current model (Goodfellow et al. 2015; Kurakin et al.
-    2017; Madry et al. 2018). ``eps`` is in the units of the batches the model sees (after
-    normalisation); ``clamp`` bounds them (None: unbounded)."""
+    """Replace a fraction ``ratio`` of every training batch by adversarial examples crafted
+    against the current model: FGSM (Goodfellow et al. 2015), fast FGSM from a random start
+    (Wong et al. 2020), I-FGSM (Kurakin et al. 2017) or PGD (Madry et al. 2018; ``ratio=1``
+    is Madry's adversarial training).
+
+    ``space="model"`` (default): ``eps`` is in the units of the batches the model sees (after
+    normalisation) and ``clamp`` bounds them (None: unbounded). ``space="data"``: ``eps`` is on
+    the data's own scale, ``[0, 1]`` pixels for images the loader normalises; the attack undoes
+    the normalisation and clips to ``[0, 1]`` (``clamp="auto"``). ``alpha`` defaults to
+    ``1.25 * eps`` for fast FGSM and ``eps / 4`` otherwise. The attacks run the model in eval
+    mode (BatchNorm uses its running statistics) and leave it as they found it.
+
+    Example:
+        >>> AdversarialTraining("fast_fgsm", eps=0.1, ratio=1.0, space="data").alpha
+        0.125
+    """
 
     touches = frozenset({"inputs"})
     needs_hard_labels = True
@@ -147,23 +160,34 @@ class AdversarialTraining(Callback):
         alpha: float | None = None,
         steps: int = 3,
         ratio: float = 0.5,
-        clamp: tuple[float, float] | None = None,
+        clamp: tuple[float, float] | str | None = "auto",
+        space: str = "model",
     ):
-        check_choice("method", method, ("fgsm", "ifgsm", "pgd"))
+        check_choice("method", method, ("fgsm", "fast_fgsm", "ifgsm", "pgd"))
         check_positive("eps", eps)
         check_range("ratio", ratio, 0.0, 1.0, low_open=True)
-        self.method, self.eps, self.steps, self.ratio = method, eps, steps, ratio
-        self.alpha = alpha if alpha is not None else eps / 4
-        self.clamp = tuple(clamp) if clamp is not None else None
+        check_choice("space", space, SPACES)
+        self.method, self.eps, self.steps, self.ratio, self.space = method, eps, steps, ratio, space
+        self.alpha = alpha if alpha is not None else (1.25 * eps if method == "fast_fgsm" else eps / 4)
+        check_positive("alpha", self.alpha)
+        self.clamp = tuple(clamp) if isinstance(clamp, (list, tuple)) else clamp
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self._space = DataSpace(state.raw_model, state.train_data, self.space, self.clamp)
 
     def on_batch_start(self, state: TrainState) -> None:
         x, y = state.inputs, state.targets
         k = max(1, round(self.ratio * x.shape[0]))
-        model, loss = state.raw_model, state.eval_criterion
+        space = self._space
+        model, loss, clamp = space.model, state.eval_criterion, space.clamp
+        xs = space.to_data(x[:k])
         if self.method == "fgsm":
-            adv = fgsm(model, x[:k], y[:k], eps=self.eps, loss_fn=loss, clamp=self.clamp)
+            adv = fgsm(model, xs, y[:k], eps=self.eps, loss_fn=loss, clamp=clamp)
+        elif self.method == "fast_fgsm":
+            adv = fast_fgsm(model, xs, y[:k], eps=self.eps, alpha=self.alpha, loss_fn=loss, clamp=clamp)
         elif self.method == "ifgsm":
-            adv = ifgsm(model, x[:k], y[:k], eps=self.eps, alpha=self.alpha, steps=self.steps, loss_fn=loss, clamp=self.clamp)
+            adv = ifgsm(model, xs, y[:k], eps=self.eps, alpha=self.alpha, steps=self.steps, loss_fn=loss, clamp=clamp)
         else:
-            adv = pgd(model, x[:k], y[:k], eps=self.eps, alpha=self.alpha, steps=self.steps, loss_fn=loss, clamp=self.clamp)
-        state.inputs = torch.cat([adv.to(x.dtype), x[k:]]) if k < x.shape[0] else adv.to(x.dtype)
+            adv = pgd(model, xs, y[:k], eps=self.eps, alpha=self.alpha, steps=self.steps, loss_fn=loss, clamp=clamp)
+        adv = space.to_model(adv, x)
+        state.inputs = torch.cat([adv, x[k:]]) if k < x.shape[0] else adv
