@@ -175,8 +175,16 @@ def test_trickbag_gan_end_to_end_resumes_and_reports(tmp_path, capsys):
     assert main(["gan", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0  # nothing left to run
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
     assert (out / "results.json").stat().st_mtime_ns >= stamp
+    kept = (out / "config.yaml").read_text()
     assert main(["gan", "--config", str(cfg), "--out", str(out), "seeds=3", "--quiet"]) == 2  # another config
     assert "holds results of another config" in capsys.readouterr().err
+    assert (out / "config.yaml").read_text() == kept  # the refused config does not replace the saved one
+    # Results saved before a key existed (here eval.reach_sds) resume: the saved config reads with its default.
+    saved = json.loads((out / "results.json").read_text())
+    del saved["config"]["eval"]["reach_sds"]
+    (out / "results.json").write_text(json.dumps(saved))
+    assert main(["gan", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
 
 
 def test_config_keys_are_checked_with_suggestions():

@@ -267,11 +267,15 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
     out.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     results_path = out / "results.json"
     saved = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if saved.get("config") not in (None, cfg.to_dict()):
-        raise ValueError(f"{out} holds results of another config; use a new --out")
+    if saved.get("config") is not None:
+        # Saved by an older trickbag, a config lacks the keys added since: read it as today's
+        # code would (their defaults) before comparing, so that resuming still works.
+        if load_gan_config(saved["config"]).to_dict() != cfg.to_dict():
+            raise ValueError(f"{out} holds results of another config; use a new --out")
+        saved["config"] = cfg.to_dict()
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     results: dict[str, Any] = {"config": cfg.to_dict(), "provenance": provenance(), "runs": saved.get("runs", {}),
                                "classifier": saved.get("classifier")}
     images = cfg.data["name"] == "fashion_mnist"
