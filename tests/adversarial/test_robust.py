@@ -118,6 +118,16 @@ def test_bad_arguments_name_the_value():
         make_attack("pgd", eps=-0.1)
     with pytest.raises(ValueError, match="no examples"):
         robust_accuracy(nn.Linear(2, 2), [], eps=0.1)
+    images = torch.randint(0, 256, (2, 4), dtype=torch.uint8)  # integer images: the scale of eps is ambiguous
+    with pytest.raises(ValueError, match=r"floating-point inputs .* got torch.uint8 .* x.float\(\) / 255"):
+        robust_accuracy(nn.Linear(4, 2), (images, torch.tensor([0, 1])), eps=0.1)
+
+
+def test_float64_models_and_a_batch_of_one(gen):
+    model = linear_binary(gen).double()
+    x, y = torch.rand(1, 6, generator=gen, dtype=torch.float64), torch.tensor([1])
+    expected = float((worst_margins(model.weight, model.bias, x, y, 0.05, (0.0, 1.0)) > 0).double().mean())
+    assert robust_accuracy(model, (x, y), attack="pgd", eps=0.05, steps=40) == expected
 
 
 def test_catastrophic_overfitting_is_a_collapse_of_pgd_while_fgsm_rises():

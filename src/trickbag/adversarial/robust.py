@@ -150,6 +150,10 @@ def robust_accuracy(
                 break
             if max_examples is not None:
                 x, y = x[: max_examples - seen], y[: max_examples - seen]
+            if not x.is_floating_point():
+                raise ValueError(f"robust_accuracy needs floating-point inputs on the scale of eps, got {x.dtype} "
+                                 "(integer images: pass x.float() / 255 with eps on [0, 1] pixels, or a "
+                                 "preprocess that takes float inputs)")
             x, y = x.to(device), y.to(device)
             adv = fn(target, x, y)
             with torch.no_grad():
