@@ -148,7 +148,9 @@ def render(out: str | Path) -> dict[str, Any]:
                        corr=sum(corr) / len(corr) if all(not math.isnan(c) for c in corr) and corr else math.nan,
                        w=sum(w) / len(w) if w else math.nan)
             rows.append([_name(name), setting, row["n"], f"{row['fd']:.3g}", f"{row['best_fd']:.3g}",
-                         f"{row['w']:.3g}", f"{row['corr']:+.2f}", f"{row['time']:.0f}", f"{row['cpu']:.0f}"])
+                         "n/a (no critic estimate)" if math.isnan(row["w"]) else f"{row['w']:.3g}",
+                         "n/a" if math.isnan(row["corr"]) else f"{row['corr']:+.2f}",
+                         f"{row['time']:.0f}", f"{row['cpu']:.0f}"])
         else:
             modes = [f["modes_covered"] for f in finals]
             hq = [f["high_quality"] for f in finals]
