@@ -1,6 +1,7 @@
 """Tables from run_arms.py's JSON lines: per arm the mean with a 95% t-interval over seeds (or
 folds), the paired difference from the reference arm with its interval and p-value, and the
-training time relative to the reference.
+training time relative to the reference (``--times``: only meaningful when every trial ran on an
+equally loaded machine).
 
     python docs/results/summarize_arms.py docs/results/mr_adversarial/runs.jsonl --variant small \
         --metrics test_acc [test_robust_acc]
@@ -29,7 +30,7 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def table(records: list[dict], metrics: list[str], reference: str = "none") -> str:
+def table(records: list[dict], metrics: list[str], reference: str = "none", times: bool = False) -> str:
     arms: dict[str, dict[int, dict]] = {}
     for r in records:
         arms.setdefault(r["arm"], {})[r["seed"]] = r
@@ -37,7 +38,7 @@ def table(records: list[dict], metrics: list[str], reference: str = "none") -> s
     head = ["arm", "n"]
     for m in metrics:
         head += [f"{m} (95% CI)", f"vs {reference} (95% CI, p)"]
-    head += ["train time (s)", "x " + reference, "stopped early"]
+    head += (["train time (s)", "x " + reference] if times else []) + ["stopped early"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
     ref_time = sum(r["train_time"] for r in ref.values()) / len(ref) if ref else math.nan
     for arm, by_seed in arms.items():
@@ -52,7 +53,9 @@ def table(records: list[dict], metrics: list[str], reference: str = "none") -> s
                 d = paired({s: r["test"][m] for s, r in ref.items()}, values)
                 row.append(f"{100 * d.mean:+.2f} [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}], p {d.p_value:.3f}")
         t = sum(r["train_time"] for r in by_seed.values()) / len(by_seed)
-        row += [f"{t:.0f}", f"{t / ref_time:.2f}" if ref else "", str(sum(1 for r in by_seed.values() if r.get("stopped")))]
+        if times:
+            row += [f"{t:.0f}", f"{t / ref_time:.2f}" if ref else ""]
+        row.append(str(sum(1 for r in by_seed.values() if r.get("stopped"))))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -63,10 +66,13 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default="")
     p.add_argument("--metrics", nargs="+", default=["test_acc"])
     p.add_argument("--reference", default="none")
+    p.add_argument("--times", action="store_true",
+                   help="add the mean training time per arm (only where every trial ran on an equally loaded machine; "
+                        "benchmarks/adversarial_overhead.py measures overhead properly)")
     args = p.parse_args(argv)
     records = [json.loads(line) for line in Path(args.runs).read_text().splitlines() if line.strip()]
     records = [r for r in records if r["variant"] == args.variant]
-    print(table(records, args.metrics, args.reference))
+    print(table(records, args.metrics, args.reference, args.times))
     loads = [r[k] for r in records for k in ("load_before", "load_after")]
     cpu = sum(r["cpu_time"] for r in records)
     wall = sum(r["wall_time"] for r in records)
