@@ -98,3 +98,9 @@ def test_gan_fashion_mnist_table_matches_the_runs(method, label):
     corr = "n/a" if not evals else f"{spearman([h['w_estimate'] for h in evals], [h['fd_ours'] for h in evals]):+.2f}"
     assert re.search(rf"^\| {re.escape(label)} \| {re.escape(fd)} \| {re.escape(corr)} \|$", section(), flags=re.M), \
         (label, fd, corr)
+
+
+def test_the_gan_commands_cpu_time_is_the_ring_runs():
+    saved = json.loads((RESULTS / "gan_ring" / "results.json").read_text())
+    minutes = sum(run["cpu_time"] for run in saved["runs"].values()) / 60
+    assert f"{len(saved['runs'])} runs took {minutes:.1f} minutes of CPU time" in " ".join(section().split())
