@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedding_path import ascent_path
+
 from trickbag.adversarial import FGM, PGDEmbedding, adversarial_loss, embedding_parameters, fgsm, ifgsm, pgd
 
 
@@ -182,30 +184,13 @@ def test_adversarial_loss_fgm_matches_manual_perturbation(gen):
     assert torch.equal(model.embedding.weight, weight_before)  # nothing written into the model
 
 
-def _manual_pgd_loss(model, x, y, epsilon, alpha, steps):
-    """PGD on the embedding by its definition: normalised ascent steps, each projected."""
-    clean = model.embedding.weight.detach()
-    probe = copy.deepcopy(model)
-    delta = torch.zeros_like(clean)
-    for _ in range(steps):
-        with torch.no_grad():
-            probe.embedding.weight.copy_(clean + delta)
-        probe.zero_grad()
-        F.cross_entropy(probe(x), y).backward()
-        g = probe.embedding.weight.grad
-        delta = delta + alpha * g / g.norm()
-        delta = delta * min(1.0, epsilon / delta.norm().item())
-    with torch.no_grad():
-        probe.embedding.weight.copy_(clean + delta)
-    return F.cross_entropy(probe(x), y), delta
-
-
 @pytest.mark.parametrize("epsilon, alpha, steps", [(0.1, 0.3, 1), (0.5, 0.2, 4), (0.0, 0.3, 1)])
 def test_adversarial_loss_pgd_projects_every_step(gen, epsilon, alpha, steps):
     model = TextModel()
     x, y = text_batch(gen)
     extra = adversarial_loss(model, F.cross_entropy, (x, y), method="pgd", epsilon=epsilon, alpha=alpha, steps=steps)
-    expected, delta = _manual_pgd_loss(model, x, y, epsilon, alpha, steps)
+    losses, delta = ascent_path(model, x, y, epsilon, alpha, steps)
+    expected = losses[-1]
     assert delta.norm().item() <= epsilon + 1e-6
     torch.testing.assert_close(extra, expected)
     if epsilon == 0:

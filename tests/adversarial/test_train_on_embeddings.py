@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedding_path import ascent_path
+
 from trickbag.adversarial import EmbeddingAdversary, adversarial_loss, train_on_embeddings
 
 
@@ -57,32 +59,12 @@ def test_backward_leaves_the_gradient_of_clean_plus_adversarial_loss(gen, method
     assert not torch.allclose(model.fc.weight.grad, plain.fc.weight.grad)
 
 
-def _path(model, x, y, epsilon, alpha, steps):
-    """The ascent path by definition: delta_{t+1} = P(delta_t + alpha g_t / |g_t|), delta_0 = 0,
-    g_t the embedding's gradient at delta_t; the losses at delta_1 .. delta_K."""
-    clean = model.embedding.weight.detach()
-    probe = copy.deepcopy(model)
-    delta, losses = torch.zeros_like(clean), []
-    for _ in range(steps):
-        with torch.no_grad():
-            probe.embedding.weight.copy_(clean + delta)
-        probe.zero_grad()
-        F.cross_entropy(probe(x), y).backward()
-        g = probe.embedding.weight.grad
-        delta = delta + alpha * g / g.norm()
-        delta = delta * min(1.0, epsilon / delta.norm().item())
-        with torch.no_grad():
-            probe.embedding.weight.copy_(clean + delta)
-        losses.append(F.cross_entropy(probe(x), y).detach())
-    return losses
-
-
 @pytest.mark.parametrize("epsilon, alpha, steps", [(0.5, 0.2, 4), (0.3, 0.5, 2), (1.0, 0.4, 1)])
 def test_freelb_loss_is_the_mean_along_the_ascent_path(gen, epsilon, alpha, steps):
     model = TextModel()
     x, y = text_batch(gen)
     got = adversarial_loss(model, F.cross_entropy, (x, y), method="freelb", epsilon=epsilon, alpha=alpha, steps=steps)
-    path = _path(model, x, y, epsilon, alpha, steps)
+    path, _ = ascent_path(model, x, y, epsilon, alpha, steps)
     torch.testing.assert_close(got, torch.stack(path).mean())
     pgd_loss = adversarial_loss(model, F.cross_entropy, (x, y), method="pgd", epsilon=epsilon, alpha=alpha, steps=steps)
     torch.testing.assert_close(pgd_loss, path[-1])  # PGD keeps the last point only
