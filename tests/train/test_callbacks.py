@@ -531,7 +531,8 @@ def test_patch_whitening_callback_initialises_freezes_and_survives_a_resume(tmp_
 
     t, splits = _speedrun_fit([C.PatchWhitening(num_images=100, bias_epochs=2)], epochs=3)
     whiten = t.state.raw_model.whiten
-    torch.testing.assert_close(whiten.weight, patch_whitening_weights(splits.train.inputs[:100], 2))  # never trained
+    pick = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(t.seed))[:100].sort().values
+    torch.testing.assert_close(whiten.weight, patch_whitening_weights(splits.train.inputs[pick], 2))  # never trained
     assert not whiten.weight.requires_grad and not whiten.bias.requires_grad  # the bias froze after 2 epochs
     # a resumed run keeps the checkpoint's (trained) bias instead of re-initialising
     stop = C.Checkpoint(every_steps=None, every_epochs=1)
@@ -543,6 +544,24 @@ def test_patch_whitening_callback_initialises_freezes_and_survives_a_resume(tmp_
     torch.testing.assert_close(resumed.state.raw_model.whiten.bias, bias)
     with pytest.raises(ValueError, match="no Conv2d named 'stem'"):
         _speedrun_fit([C.PatchWhitening(layer="stem")], epochs=1)
+
+
+def test_patch_whitening_samples_every_class_of_data_stored_class_by_class():
+    """Image folders (the CIFAR-10 pack) are stored class by class: the whitening sample must be a
+    seeded random draw, not the first N images (fails before: the first 50 were all class 0)."""
+    from trickbag.data import ArrayDataset, DeviceLoader
+    from trickbag.train.callbacks.initialization import training_images
+
+    labels = torch.arange(10).repeat_interleave(50)  # sorted by class, like the pack
+    images = labels.float()[:, None, None, None].expand(-1, 3, 4, 4).contiguous()
+    loader = DeviceLoader(ArrayDataset(images, labels), 10, seed=0)
+    for seed in (0, 1, 2):
+        got = training_images(loader, 50, seed=seed)[:, 0, 0, 0].long()
+        assert got.bincount(minlength=10).min() >= 1, f"seed {seed}: classes {got.bincount(minlength=10).tolist()}"
+        assert got.unique().numel() == 10
+    a, b = training_images(loader, 50, seed=0), training_images(loader, 50, seed=1)
+    assert torch.equal(a, training_images(loader, 50, seed=0)) and not torch.equal(a, b)
+    assert len(training_images(loader, 10_000, seed=0)) == 500  # more than there are: all of them
 
 
 def test_ema_ramp_and_reset_follow_the_lookahead_formula():

@@ -15,23 +15,33 @@ from trickbag.train.state import TrainState
 __all__ = ["PatchWhitening", "training_images"]
 
 
-def training_images(loader: Any, count: int) -> Tensor:
-    """The first ``count`` training images as the model sees them (normalised, not augmented),
-    read from the loader's data without advancing the loader."""
+def training_images(loader: Any, count: int, *, seed: int = 0) -> Tensor:
+    """``count`` training images drawn uniformly at random without replacement (seeded by
+    ``seed``), as the model sees them (normalised, not augmented), read from the loader's data
+    without advancing the loader or touching its generator.
+
+    A random sample, not the first ``count``: data sets stored class by class (an image folder,
+    the CIFAR-10 pack) would otherwise give images of one class only."""
     if hasattr(loader, "inputs"):  # DeviceLoader: the whole data set is on the device
-        images = loader.inputs[:count]
+        n = len(loader.inputs)
     elif hasattr(loader, "data"):  # TorchLoader over a map-style data set
-        images = torch.stack([loader.data[i][0] for i in range(min(count, len(loader.data)))]).to(loader.device)
+        n = len(loader.data)
     else:
         raise ValueError(f"cannot read training images from a {type(loader).__name__}; use trickbag's loaders")
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    if hasattr(loader, "inputs"):
+        images = loader.inputs.index_select(0, pick.to(loader.inputs.device))
+    else:
+        images = torch.stack([loader.data[int(i)][0] for i in pick]).to(loader.device)
     normalize = getattr(loader, "normalize", None)
     return normalize(images) if normalize is not None else images
 
 
 class PatchWhitening(Callback):
     """Initialise the model's first convolution (or the one named ``layer``) as a patch-whitening
-    filter bank of the first ``num_images`` training images
-    (:func:`~trickbag.init.patch_whitening_weights`), at the start of training. The filters stay
+    filter bank of ``num_images`` training images drawn at random (seeded by the run's seed;
+    :func:`training_images`, :func:`~trickbag.init.patch_whitening_weights`), at the start of
+    training. The filters stay
     frozen unless ``trainable``; the bias trains for ``bias_epochs`` epochs, then freezes too
     (None: it keeps training). A resumed run keeps its checkpoint's weights."""
 
@@ -61,7 +71,7 @@ class PatchWhitening(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         conv = self._conv(state.raw_model)
         if state.step == 0:  # a resumed run keeps the weights its checkpoint holds
-            images = training_images(state.train_data, self.num_images)
+            images = training_images(state.train_data, self.num_images, seed=state.seed)
             init_patch_whitening_(conv, images.float(), eps=self.eps, mode=self.mode, trainable=self.trainable)
         else:
             conv.weight.requires_grad_(self.trainable)
