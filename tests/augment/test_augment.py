@@ -306,3 +306,30 @@ def test_the_loader_passes_indices_and_epochs_to_alternating_flip():
 
     with pytest.raises(ValueError, match="give it to the DeviceLoader's augment"):
         Augment(A.AlternatingFlip())
+
+
+def test_alternating_flip_follows_the_run_seed_unless_pinned():
+    """The flip bits come from the loader's seed (the run's train.seed) by default, so runs with
+    other seeds mirror other halves; a pinned seed keeps one pattern (fails before: every run used
+    seed 0's bits)."""
+    from trickbag.data import ArrayDataset, DeviceLoader
+
+    x = torch.arange(64 * 8.0).reshape(64, 1, 2, 4)
+    data = ArrayDataset(x, torch.arange(64))
+
+    def pattern(loader_seed: int, flip: A.AlternatingFlip) -> torch.Tensor:
+        loader = DeviceLoader(data, 64, seed=loader_seed, augment=flip, shuffle=False)
+        xb, _ = next(iter(loader))
+        return (xb == x.flip(3)).all(dim=(1, 2, 3))
+
+    a, b = pattern(0, A.AlternatingFlip()), pattern(1, A.AlternatingFlip())
+    assert not torch.equal(a, b)
+    # the default equals the functional form at the loader's seed
+    from trickbag.augment.geometric import alternating_flip
+
+    assert torch.equal(a, (alternating_flip(x, torch.arange(64), 0, seed=0) == x.flip(3)).all(dim=(1, 2, 3)))
+    assert torch.equal(b, (alternating_flip(x, torch.arange(64), 0, seed=1) == x.flip(3)).all(dim=(1, 2, 3)))
+    # a pinned seed ignores the loader's
+    assert torch.equal(pattern(0, A.AlternatingFlip(seed=7)), pattern(1, A.AlternatingFlip(seed=7)))
+    with pytest.raises(ValueError, match="seed must be an integer or None"):
+        A.AlternatingFlip(seed="1")

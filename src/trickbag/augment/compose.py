@@ -66,6 +66,10 @@ class AlternatingFlip(nn.Module):
     :class:`~trickbag.data.DeviceLoader` passes to augmentations marked ``uses_indices``; give it
     to the loader (``data.augment`` or the ``alternating_flip`` trick), not to the Augment callback.
 
+    ``seed`` picks which half of the images starts mirrored. None (the default) follows the
+    loader's seed, which is the run's ``train.seed``: runs with different seeds flip different
+    halves, as they draw different orders. An integer fixes the pattern whatever the run's seed.
+
     Example:
         >>> import torch
         >>> flip = AlternatingFlip(seed=0)
@@ -77,23 +81,24 @@ class AlternatingFlip(nn.Module):
     uses_indices = True
     fn = staticmethod(geometric.alternating_flip)
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int | None = None):
         super().__init__()
-        if not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"seed must be an integer or None (follow the loader's seed), got {seed!r}")
         self.seed = seed
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None, *, indices: Tensor | None = None,
-                epoch: int | None = None) -> Tensor:
+                epoch: int | None = None, seed: int | None = None) -> Tensor:
         if indices is None or epoch is None:
             raise ValueError(
                 "AlternatingFlip needs each image's index and the epoch: use it in the DeviceLoader's "
                 "augmentation (data.augment, or tricks: [alternating_flip]), which passes them"
             )
-        return geometric.alternating_flip(x, indices, epoch, seed=self.seed)
+        own = self.seed if self.seed is not None else (seed if seed is not None else 0)
+        return geometric.alternating_flip(x, indices, epoch, seed=own)
 
     def extra_repr(self) -> str:
-        return f"seed={self.seed}"
+        return f"seed={'loader' if self.seed is None else self.seed}"
 
 
 #: Config names of the augmentations (``data.augment`` entries and ``tricks``).
@@ -112,7 +117,7 @@ AUGMENTATIONS: dict[str, type[nn.Module]] = {
 
 class Compose(nn.Module):
     """Apply augmentations in order, passing one generator through all of them (and, to those
-    marked ``uses_indices``, the images' indices and the epoch).
+    marked ``uses_indices``, the images' indices, the epoch and the loader's seed).
 
     Example:
         >>> import torch
@@ -137,10 +142,10 @@ class Compose(nn.Module):
         return any(getattr(op, "uses_indices", False) for op in self._ops)
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None, *, indices: Tensor | None = None,
-                epoch: int | None = None) -> Tensor:
+                epoch: int | None = None, seed: int | None = None) -> Tensor:
         for op in self._ops:
             if getattr(op, "uses_indices", False):
-                x = op(x, generator=generator, indices=indices, epoch=epoch)
+                x = op(x, generator=generator, indices=indices, epoch=epoch, seed=seed)
             else:
                 x = op(x, generator=generator)
         return x

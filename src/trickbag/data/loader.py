@@ -40,7 +40,7 @@ class _Batches:
             x = self.normalize(x)
         if self.augment is not None:
             if getattr(self.augment, "uses_indices", False):  # e.g. alternating flips
-                x = self.augment(x, generator=self.generator, indices=indices, epoch=self.epoch)
+                x = self.augment(x, generator=self.generator, indices=indices, epoch=self.epoch, seed=self.seed)
             else:
                 x = self.augment(x, generator=self.generator)
         if self.channels_last and x.dim() == 4:
@@ -79,8 +79,8 @@ class DeviceLoader(_Batches):
         normalize: applied to every batch first (e.g. a ``Normalizer`` turning uint8 into
             standardised floats).
         augment: applied next, with the loader's generator (e.g. a ``Compose``); augmentations
-            marked ``uses_indices`` also get the batch's indices in the data set and the epoch
-            (:class:`~trickbag.augment.AlternatingFlip`).
+            marked ``uses_indices`` also get the batch's indices in the data set, the epoch and
+            the loader's ``seed`` (:class:`~trickbag.augment.AlternatingFlip`).
         seed: seeds the permutations and the augmentation generator.
         rank, world_size: this process's shard under data parallelism.
         channels_last: emit 4-D batches in channels-last memory format.
