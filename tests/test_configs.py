@@ -68,3 +68,14 @@ def test_config_trains_end_to_end(name, tmp_path, monkeypatch, decoded_cache):
                  *overrides]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["test"]["test_acc"] > 0.0 and results["final"]["val_loss"] == results["final"]["val_loss"]
+
+
+def test_speedrun_constants_are_the_records_expressions_unrounded():
+    """airbench94 gives these as expressions; the config writes them out in full, so the recipe
+    equals the record's exactly (fails before: 1.331e-3, 2.857 and 0.7738 were rounded)."""
+    cfg = load_config(ROOT / "configs" / "cifar10_speedrun.yaml")
+    assert cfg.optimizer["weight_decay"] == 0.0153 / 11.5
+    assert cfg.schedule["final_div_factor"] == 0.2 / 0.07 and cfg.schedule["div_factor"] == 1 / 0.2
+    ema = next(t.params for t in cfg.tricks if t.name == "ema")
+    assert ema["decay"] == 0.95**5
+    assert cfg.optimizer["group_scales"]["norm_bias"] == {"lr": 64.0, "weight_decay": 1 / 64}

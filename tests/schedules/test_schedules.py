@@ -180,3 +180,18 @@ def test_to_lr_scheduler_state_dict_round_trips_with_weights_only():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_one_cycle_convention_against_airbench_triangle():
+    """The card's statement: torch's OneCycleLR convention (peak at pct_start * T - 1, last step at
+    the final value) against airbench94's triangle over T + 1 grid points (peak at int(0.23 * 476))."""
+    import numpy as np
+
+    from trickbag.schedules import one_cycle
+
+    s = one_cycle(475, pct_start=0.23, div_factor=5.0, final_div_factor=0.2 / 0.07, anneal="linear")
+    ours = np.array([s(i) for i in range(475)])
+    triangle = np.interp(np.arange(477), [0, int(0.23 * 476), 476], [0.2, 1.0, 0.07])[:475]
+    assert ours[0] == pytest.approx(0.2) and ours[-1] == pytest.approx(0.07)
+    assert ours.argmax() == 108 and triangle.argmax() == 109  # the peak 107.25 falls between steps 107 and 108
+    assert 0.005 < np.abs(ours - triangle).max() < 0.006  # "at most 0.6% of the peak"
