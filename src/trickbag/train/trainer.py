@@ -15,9 +15,11 @@ from torch import Tensor, nn
 
 from trickbag._atomic import kill_point
 from trickbag._validate import check_choice, check_positive_int
+from trickbag.train._runtime import _deterministic, _has_step_pre_hooks, _resolve_device, _to, seed_everything
 from trickbag.train.callbacks.base import Callback, check_compatible
 from trickbag.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
-from trickbag.train.distributed import all_reduce_sum, broadcast_buffers, init_distributed, world
+from trickbag.train.distributed import all_reduce_sum, broadcast_buffers, init_distributed
+from trickbag.train.evaluation import evaluate, predict
 from trickbag.train.events import Event
 from trickbag.train.state import TrainState
 
@@ -25,87 +27,6 @@ __all__ = ["Trainer", "seed_everything"]
 
 Metric = Callable[[Tensor, Tensor], Tensor]
 CHECKPOINT_FORMAT = "trickbag-checkpoint-1"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", world()[1])
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-@contextlib.contextmanager
-def _deterministic(on: bool):
-    """Deterministic algorithms for a block (a no-op when ``on`` is False); settings restored."""
-    if not on:
-        yield
-        return
-    import os
-
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
-
-
-def _plain_forward(model: nn.Module, x: Tensor) -> Tensor:
-    return model(x)
-
-
-def _to(tree: Any, device: torch.device) -> Any:
-    """Move a tensor, or the tensors of a dict, list or tuple (multi-task targets), to ``device``."""
-    if isinstance(tree, Tensor):
-        return tree.to(device, non_blocking=True)
-    if isinstance(tree, Mapping):
-        return {k: _to(v, device) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_to(v, device) for v in tree)
-    return tree
-
-
-def _float(tree: Any) -> Any:
-    """Outputs in float32: a tensor, or each tensor of a dict of task outputs."""
-    if isinstance(tree, Mapping):
-        return {k: _float(v) for k, v in tree.items()}
-    return tree.float()
-
-
-def _has_step_pre_hooks(optimizer: torch.optim.Optimizer) -> bool:
-    """Does anything run on the gradients between ``scaler.step`` and the update: step pre-hooks
-    on this optimizer, on an optimizer it wraps (Lookahead's inner one), or global ones."""
-    from torch.optim.optimizer import _global_optimizer_pre_hooks
-
-    if _global_optimizer_pre_hooks:
-        return True
-    while optimizer is not None:
-        if getattr(optimizer, "_optimizer_step_pre_hooks", None):
-            return True
-        optimizer = getattr(optimizer, "optimizer", None)
-    return False
 
 
 class Trainer:
@@ -502,112 +423,25 @@ class Trainer:
             self._write_checkpoint(path)
         self._deferred = []
 
-    # ---- evaluation ----------------------------------------------------------------------
-    @torch.no_grad()
+    # ---- evaluation (the code lives in trickbag.train.evaluation) ---------------------------
     def evaluate(
         self, data: Iterable[Any], *, prefix: str = "val", forward: Callable[[nn.Module, Tensor], Tensor] | None = None
     ) -> dict[str, float]:
-        """Loss, top-1 accuracy, top-5 accuracy (more than five classes) and custom metrics over
-        ``data``, in eval mode.
+        """Loss, top-1 accuracy, top-5 accuracy (more than five classes), custom metrics and,
+        for dict targets, per-task metrics over ``data``, in eval mode
+        (:func:`trickbag.train.evaluation.evaluate`).
 
         ``forward(model, x) -> outputs`` replaces ``model(x)``, e.g. test-time augmentation:
         ``trainer.evaluate(data, forward=lambda m, x: tta_logits(m, x, translate=1))``; by
         default the run's ``state.eval_forward`` (set by the ``tta`` trick), else ``model(x)``."""
-        s = self._prepare()
-        forward = forward or s.eval_forward or _plain_forward
-        model = s.raw_model
-        was_training = model.training
-        model.eval()
-        sums = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss, top1, top5, n
-        classification, many_classes = False, False
-        custom = {k: torch.zeros((), device=self.device, dtype=torch.float64) for k in self.extra_metrics}
-        tasks: dict[str, Tensor] = {}  # "<task>_acc" / "<task>_loss" -> sum over examples
-        try:
-            for batch in data:
-                x, y = self.unpack(batch)
-                x, y = x.to(self.device, non_blocking=True), _to(y, self.device)
-                if self.channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with self.autocast():
-                    out = forward(model, x)
-                n = x.shape[0]
-                out = _float(out)
-                sums[0] += s.eval_criterion(out, y).double() * n
-                if isinstance(y, Mapping):  # multi-task: {task: targets}, metrics per task
-                    self._task_metrics(s.eval_criterion, out, y, tasks)
-                elif y.dim() == 1 and not y.is_floating_point():
-                    classification, many_classes = True, out.shape[1] > 5
-                    k = min(5, out.shape[1])
-                    top = out.topk(k, dim=1).indices
-                    hit = top == y[:, None]
-                    sums[1] += hit[:, 0].sum()
-                    sums[2] += hit.any(dim=1).sum()
-                sums[3] += n
-                for name, fn in self.extra_metrics.items():
-                    custom[name] += fn(out, y).double() * n
-        finally:
-            model.train(was_training)
-        all_reduce_sum(sums)
-        for t in custom.values():
-            all_reduce_sum(t)
-        loss_sum, top1, top5, n = sums.tolist()
-        if n == 0:
-            raise ValueError("evaluate() got no batches")
-        result = {f"{prefix}_loss": loss_sum / n}
-        if classification:
-            result[f"{prefix}_acc"] = top1 / n
-            if many_classes:
-                result[f"{prefix}_top5"] = top5 / n
-        result.update({f"{prefix}_{k}": v.item() / n for k, v in custom.items()})
-        if tasks:
-            for t in tasks.values():
-                all_reduce_sum(t)
-            per_task = {f"{prefix}_{k}": v.item() / n for k, v in tasks.items()}
-            accs = [v for k, v in per_task.items() if k.endswith("_acc")]
-            if accs:  # the mean over the classification tasks, for monitors that read val_acc
-                result[f"{prefix}_acc"] = sum(accs) / len(accs)
-            result.update(per_task)
-        return result
+        return evaluate(self, data, prefix=prefix, forward=forward)
 
-    @staticmethod
-    def _task_metrics(criterion: Any, out: Any, y: Mapping[str, Tensor], sums: dict[str, Tensor]) -> None:
-        """Accumulate each task's accuracy (class-index targets) and, when the criterion has
-        ``task_losses`` (:class:`~trickbag.losses.MultiTaskLoss`), its loss, times the batch size."""
-        n = next(iter(y.values())).shape[0]
-        for task, yt in y.items():
-            o = out.get(task) if isinstance(out, Mapping) else None
-            if o is not None and yt.dim() == 1 and not yt.is_floating_point() and o.dim() == 2:
-                hit = (o.argmax(1) == yt).sum().double()
-                sums[f"{task}_acc"] = sums.get(f"{task}_acc", 0) + hit
-        if hasattr(criterion, "task_losses"):
-            for task, loss in criterion.task_losses(out, y).items():
-                sums[f"{task}_loss"] = sums.get(f"{task}_loss", 0) + loss.detach().double() * n
-
-    @torch.no_grad()
     def predict(self, data: Iterable[Any], *, forward: Callable[[nn.Module, Tensor], Tensor] | None = None
                 ) -> Tensor | dict[str, Tensor]:
         """The model's outputs on every batch of ``data`` (inputs, or ``(inputs, targets)``),
         concatenated on the CPU (a dict of them for a multi-task model); ``forward`` as in
-        :meth:`evaluate`."""
-        s = self._prepare()
-        forward = forward or s.eval_forward or _plain_forward
-        model = s.raw_model
-        was_training = model.training
-        model.eval()
-        outs = []
-        try:
-            for batch in data:
-                if isinstance(batch, Mapping):
-                    x = self.unpack(batch)[0]
-                else:
-                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                with self.autocast():
-                    outs.append(_to(_float(forward(model, x.to(self.device))), torch.device("cpu")))
-        finally:
-            model.train(was_training)
-        if outs and isinstance(outs[0], Mapping):  # a multi-task model: {task: outputs}
-            return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
-        return torch.cat(outs)
+        :meth:`evaluate` (:func:`trickbag.train.evaluation.predict`)."""
+        return predict(self, data, forward=forward)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
