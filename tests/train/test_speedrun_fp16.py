@@ -78,6 +78,11 @@ def test_fp16_speedrun_on_cpu_matches_fp32():
 
 @pytest.mark.cuda
 def test_fp16_speedrun_on_cuda_matches_fp32():
-    _compare("cuda")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # a float32 reference
+    try:
+        _compare("cuda")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     run = _run("fp16", "cuda")
     assert run.trainer.state.optimizer.defaults.get("fused") is True  # GradScaler with the fused kernel
