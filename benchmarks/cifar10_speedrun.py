@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -42,8 +43,19 @@ def with_seed(cfg, seed: int):
     return new
 
 
+def quick_splits():
+    """A few hundred synthetic 32x32 images in ten classes, for the CPU smoke runs."""
+    from trickbag.data import Splits, synthetic
+
+    raw = synthetic(num_train=320, num_test=128, shape=(3, 32, 32), num_classes=10, seed=0)
+    return Splits(raw.train, None, raw.test, name="synthetic")
+
+
 def timed_fit(cfg, splits, device: torch.device) -> dict:
-    """Build a run from ``cfg`` on the loaded ``splits``, train it, evaluate the test split."""
+    """Build a run from ``cfg`` on the loaded ``splits``, train it, evaluate the test split.
+
+    ``grad_scale`` is the fp16 gradient scaler's final scale (None otherwise): it starts at 2^16
+    and, in runs shorter than its growth interval (2,000 steps), halves once per skipped step."""
     t0 = time.perf_counter()
     run = build_run(cfg, splits=splits)
     run.trainer._prepare()  # model on the device, optimizer, (lazy) compilation wrapper
@@ -64,8 +76,30 @@ def timed_fit(cfg, splits, device: torch.device) -> dict:
     test = run.trainer.evaluate(run.test_data, prefix="test")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return {"train_s": train_s, "eval_s": time.perf_counter() - t2, "build_s": build, "test_acc": test["test_acc"],
-            "steps": run.trainer.state.step}
+    eval_s = time.perf_counter() - t2
+    scaler = run.trainer.state.scaler
+    return {"train_s": train_s, "eval_s": eval_s, "build_s": build, "test_acc": test["test_acc"],
+            "steps": run.trainer.state.step, "grad_scale": scaler.get_scale() if scaler is not None else None}
+
+
+def summarize(runs: list[dict], warm: dict) -> dict:
+    """Accuracy over the seeds' runs (mean, sd), median times, and the compile time: the warm-up
+    run's training time beyond the median run's. ``skipped_steps``: per fp16 run, the steps the
+    gradient scaler skipped (from its final scale; None in bf16 and fp32)."""
+    accs = [r["test_acc"] for r in runs]
+    train = statistics.median(r["train_s"] for r in runs)
+    scales = [r.get("grad_scale") for r in runs]
+    return {
+        "seeds": len(runs),
+        "test_acc_mean": statistics.mean(accs),
+        "test_acc_sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "train_s_median": train,
+        "eval_s_median": statistics.median(r["eval_s"] for r in runs),
+        "build_s_median": statistics.median(r["build_s"] for r in runs),
+        "compile_s": max(0.0, warm["train_s"] - train),
+        "steps": runs[0]["steps"],
+        "skipped_steps": None if scales[0] is None else [round(math.log2(2.0**16 / s)) for s in scales],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     base = load_config(args.baseline, QUICK_BASELINE if quick else [])
     device = torch.device("cpu" if quick else "cuda")
     if quick:
-        from trickbag.data import Splits, split_off, synthetic
+        from trickbag.data import Splits, split_off
 
-        raw = synthetic(num_train=320, num_test=128, shape=(3, 32, 32), num_classes=10, seed=0)
-        splits = Splits(raw.train, None, raw.test, name="synthetic")
-        base_splits = Splits(*split_off(raw.train, 0.1), raw.test, name="synthetic")
+        splits = quick_splits()
+        base_splits = Splits(*split_off(splits.train, 0.1), splits.test, name="synthetic")
     else:
+        torch.backends.cudnn.benchmark = True  # as the records run (the warm-up run absorbs the tuning)
         t0 = time.perf_counter()
         splits = load_splits(cfg)
         base_splits = load_splits(base)
@@ -105,26 +139,18 @@ def main(argv: list[str] | None = None) -> int:
               f"eval {r['eval_s']:.3f} s", flush=True)
     baseline = [timed_fit(with_seed(base, s), base_splits, device) for s in range(args.baseline_runs)]
 
-    accs = [r["test_acc"] for r in runs]
-    train = statistics.median(r["train_s"] for r in runs)
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (quick check; not a result)",
         "torch": torch.__version__,
         "config": str(Path(args.config).name),
         "overrides": [*extra, *args.overrides],
-        "seeds": args.seeds,
-        "test_acc_mean": statistics.mean(accs),
-        "test_acc_sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        "train_s_median": train,
-        "eval_s_median": statistics.median(r["eval_s"] for r in runs),
-        "build_s_median": statistics.median(r["build_s"] for r in runs),
-        "compile_s": max(0.0, warm["train_s"] - train),
-        "steps": runs[0]["steps"],
+        **summarize(runs, warm),
         "baseline_config": str(Path(args.baseline).name),
         "baseline_train_s": statistics.median(b["train_s"] for b in baseline),
         "baseline_test_acc": statistics.mean(b["test_acc"] for b in baseline),
         "runs": runs,
     }
+    train = summary["train_s_median"]
     summary["speedup_vs_baseline"] = summary["baseline_train_s"] / train
     print(f"\n{summary['config']} on {summary['device']}: test accuracy with TTA "
           f"{100 * summary['test_acc_mean']:.2f} +- {100 * summary['test_acc_sd']:.2f} % over {args.seeds} seeds; "

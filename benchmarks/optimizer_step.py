@@ -23,15 +23,11 @@ from trickbag.models import resnet_cifar  # noqa: E402
 from trickbag.optim import FusedRAdam  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-
-    model = resnet_cifar(18)
+def measure(device: torch.device, steps: int = 200, repeats: int = 15, warmup: int = 20, depth: int = 18) -> dict:
+    """Median milliseconds per step of each optimizer (interleaved repeats) on the parameters of
+    ``resnet_cifar(depth)``, the memory-bandwidth floor (CUDA), and each one's speed-up over
+    torch's RAdam."""
+    model = resnet_cifar(depth)
     shapes = [p.shape for p in model.parameters()]
     n = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(0)
@@ -49,24 +45,38 @@ def main() -> None:
     if device.type == "cuda":
         opts["torch AdamW (fused)"] = torch.optim.AdamW(params(), lr=1e-3, fused=True)
     for opt in opts.values():  # warm-up: state allocation, kernel compilation, tables
-        for _ in range(20):
+        for _ in range(warmup):
             opt.step()
     sync(device)
-    times = interleaved_medians({k: o.step for k, o in opts.items()}, device, args.steps, args.repeats)
-
-    floor = None
+    times = interleaved_medians({k: o.step for k, o in opts.items()}, device, steps, repeats)
+    out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "params_m": n / 1e6, "steps": steps, "repeats": repeats,
+           "ms_per_step": {k: 1e3 * t for k, t in times.items()}, "bandwidth_tb_s": None, "floor_ms": None}
     if device.type == "cuda":
         bandwidth = copy_bandwidth(device)
-        floor = 28 * n / bandwidth
-        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
-        print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; floor {floor * 1e3:.3f} ms for {n / 1e6:.1f} M params")
-    else:
-        print(f"device: cpu, torch {torch.__version__} ({n / 1e6:.1f} M params); the Triton kernel needs CUDA")
+        out["bandwidth_tb_s"], out["floor_ms"] = bandwidth / 1e12, 1e3 * 28 * n / bandwidth
     base = times["torch RAdam (foreach)"]
+    out["speedup_vs_torch_radam"] = {k: base / t for k, t in times.items()}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    r = measure(torch.device(args.device), args.steps, args.repeats)
+    floor = r["floor_ms"]
+    if floor is not None:
+        print(f"device: {r['device']}, torch {r['torch']}")
+        print(f"copy bandwidth {r['bandwidth_tb_s']:.2f} TB/s; floor {floor:.3f} ms for {r['params_m']:.1f} M params")
+    else:
+        print(f"device: cpu, torch {r['torch']} ({r['params_m']:.1f} M params); the Triton kernel needs CUDA")
     print(f"{'optimizer':<24} {'ms/step':>8} {'x floor':>8} {'speed-up vs torch RAdam':>24}")
-    for name, t in times.items():
-        ratio = f"{t / floor:8.2f}" if floor else f"{'-':>8}"
-        print(f"{name:<24} {t * 1e3:8.3f} {ratio} {base / t:23.2f}x")
+    for name, ms in r["ms_per_step"].items():
+        ratio = f"{ms / floor:8.2f}" if floor else f"{'-':>8}"
+        print(f"{name:<24} {ms:8.3f} {ratio} {r['speedup_vs_torch_radam'][name]:23.2f}x")
 
 
 if __name__ == "__main__":

@@ -590,6 +590,46 @@ def test_ema_ramp_and_reset_follow_the_lookahead_formula():
         torch.testing.assert_close(p.detach(), s, rtol=1e-5, atol=1e-6)
 
 
+def test_ema_late_start_and_epoch_end_reset_follow_airbench():
+    """start_epoch: the average starts as a copy at that epoch's first update; reset_at_epoch_end:
+    the weights return to the average after every epoch, dropping the steps since the last update
+    (airbench94's cadence; the old EMA averaged from the start and kept those steps)."""
+    splits = data(n=96)
+    model = mlp()
+    fast = []
+
+    class Before(C.Callback):  # the weights after each update, before EMA acts
+        def on_step_end(self, state):
+            fast.append([p.detach().clone() for p in state.raw_model.parameters()])
+
+    seen = []
+
+    class Evaluated(C.Callback):  # the weights evaluation sees (after EMA's swap)
+        def on_eval_start(self, state):
+            seen.append([p.detach().clone() for p in state.raw_model.parameters()])
+
+    ema = C.EMA(decay=0.8, every_steps=2, ramp_power=3, reset_weights=True, start_epoch=1, reset_at_epoch_end=True)
+    t = Trainer(model, DeviceLoader(splits.train, 32, seed=0), val_data=DeviceLoader(splits.test, 64, shuffle=False),
+                optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1), callbacks=[Before(), ema, Evaluated()],
+                epochs=3, progress=False)
+    t.fit()
+    assert len(fast) == 9  # 3 epochs of 3 steps: epoch 1 is steps 4-6, epoch 2 steps 7-9
+    for a, b in zip(seen[0], fast[2]):  # epoch 0: nothing averaged, evaluation sees the weights as they are
+        assert torch.equal(a, b)
+    avg = fast[3]  # step 4, the first update of epoch 1: a copy
+    for step in (6, 8):
+        d = 0.8 * (step / 9) ** 3
+        avg = [d * s + (1 - d) * f for s, f in zip(avg, fast[step - 1])]
+        if step == 6:
+            for a, b in zip(seen[1], avg):  # epoch 1 evaluated the average
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for p, s in zip(model.parameters(), avg):  # step 9 was dropped by the reset at the end of epoch 2
+        torch.testing.assert_close(p.detach(), s, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(fast[8][0], avg[0])
+    with pytest.raises(ValueError, match="start_epoch must be an integer >= 0, got -1"):
+        C.EMA(start_epoch=-1)
+
+
 def test_bn_options_and_group_scales_reach_the_optimizer():
     from trickbag.layers import apply_batchnorm_options
     from trickbag.optim import create_optimizer

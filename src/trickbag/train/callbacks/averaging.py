@@ -27,22 +27,31 @@ class EMA(Callback):
     BatchNorm statistics too). Validation runs with the averaged weights; at the end of training
     the model keeps them when ``apply_at_end`` (default).
 
-    The records' cadence (Jordan 2024) is two options away: ``ramp_power`` grows the decay over
-    the run, :math:`d_t = d\,(t / T)^{p}` (no averaging at first, full ``decay`` at the end), and
+    The records' cadence (Jordan 2024) is a few options away: ``ramp_power`` grows the decay over
+    the run, :math:`d_t = d\,(t / T)^{p}` (no averaging at first, full ``decay`` at the end);
     ``reset_weights`` copies the average back into the model after every update, which makes it
-    Lookahead with a slow-step size :math:`1 - d_t` every ``every_steps`` steps:
-    ``EMA(decay=0.95 ** 5, every_steps=5, ramp_power=3, reset_weights=True)``."""
+    Lookahead with a slow-step size :math:`1 - d_t` every ``every_steps`` steps;
+    ``start_epoch`` starts the average late, as a copy of the weights at the first update of that
+    epoch (before it, nothing is averaged and evaluation sees the weights as they are); and
+    ``reset_at_epoch_end`` copies the average back at the end of every epoch too, discarding the
+    steps since the last update (airbench94 does so before evaluating):
+    ``EMA(decay=0.95 ** 5, every_steps=5, ramp_power=3, reset_weights=True, start_epoch=3,
+    reset_at_epoch_end=True)``."""
 
     touches = frozenset({"weights"})
 
     def __init__(self, decay: float = 0.999, every_steps: int = 1, apply_at_end: bool = True,
-                 ramp_power: float = 0.0, reset_weights: bool = False):
+                 ramp_power: float = 0.0, reset_weights: bool = False, start_epoch: int = 0,
+                 reset_at_epoch_end: bool = False):
         check_range("decay", decay, 0.0, 1.0, high_open=True)
         check_positive_int("every_steps", every_steps)
         check_nonnegative("ramp_power", ramp_power)
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+            raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         self.decay, self.every_steps, self.apply_at_end = decay, every_steps, apply_at_end
         self.ramp_power, self.reset_weights = ramp_power, reset_weights
-        self.shadow: list[torch.Tensor] | None = None
+        self.start_epoch, self.reset_at_epoch_end = start_epoch, reset_at_epoch_end
+        self.shadow: list[torch.Tensor] | None = None  # None until the average starts
 
     def decay_at(self, step: int, total_steps: int) -> float:
         """:math:`d_t`: the decay used by the update after ``step`` of ``total_steps``."""
@@ -53,7 +62,8 @@ class EMA(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         live = _float_state(state.raw_model)
         if self.shadow is None:
-            self.shadow = [t.detach().clone() for t in live]
+            if self.start_epoch == 0:  # the average starts from the initial weights
+                self.shadow = [t.detach().clone() for t in live]
         else:
             self.shadow = [s.to(t.device) for s, t in zip(self.shadow, live)]
 
@@ -61,12 +71,23 @@ class EMA(Callback):
     def on_step_end(self, state: TrainState) -> None:
         if state.step % self.every_steps == 0:
             live = _float_state(state.raw_model)
+            if self.shadow is None:  # not started yet: it starts as a copy at its epoch's first update
+                if state.epoch >= self.start_epoch:
+                    self.shadow = [t.detach().clone() for t in live]
+                return
             ema_update_(self.shadow, live, self.decay_at(state.step, state.total_steps))
             if self.reset_weights:  # Lookahead: the fast weights restart from the average
                 torch._foreach_copy_(live, self.shadow)
 
     @torch.no_grad()
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.reset_at_epoch_end and self.shadow is not None:
+            torch._foreach_copy_(_float_state(state.raw_model), self.shadow)
+
+    @torch.no_grad()
     def _swap(self, state: TrainState) -> None:
+        if self.shadow is None:  # nothing averaged yet: evaluate the weights as they are
+            return
         live = _float_state(state.raw_model)
         for a, b in zip(live, self.shadow):
             tmp = a.clone()
@@ -78,7 +99,7 @@ class EMA(Callback):
 
     @torch.no_grad()
     def on_fit_end(self, state: TrainState) -> None:
-        if self.apply_at_end:
+        if self.apply_at_end and self.shadow is not None:
             torch._foreach_copy_(_float_state(state.raw_model), self.shadow)
 
     def state_dict(self) -> dict[str, Any]:
