@@ -104,3 +104,17 @@ def test_the_gan_commands_cpu_time_is_the_ring_runs():
     saved = json.loads((RESULTS / "gan_ring" / "results.json").read_text())
     minutes = sum(run["cpu_time"] for run in saved["runs"].values()) / 60
     assert f"{len(saved['runs'])} runs took {minutes:.1f} minutes of CPU time" in " ".join(section().split())
+
+
+def test_cpu_speedrun_numbers_match_the_committed_run():
+    run = RESULTS / "cifar10_speedrun_cpu"
+    results = json.loads((run / "results.json").read_text())
+    meta = json.loads((run / "meta.json").read_text())
+    acc = f"{100 * results['test']['test_acc']:.2f}%"
+    minutes = f"{results['wall_time'] / 60:.1f} min"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    card = (run / "README.md").read_text(encoding="utf-8")
+    assert f"**{acc} test accuracy with TTA**" in readme and f"{minutes} of training" in readme
+    assert f"**Test accuracy: {acc} with TTA**" in card and f"({minutes};" in card
+    assert meta["seed"] == 0 and "seed 0" in readme and meta["command"].startswith("trickbag train --config configs/cifar10_speedrun.yaml")
+    assert meta["git"].startswith("c691f54") and "`c691f54`" in card
