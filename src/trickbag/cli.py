@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true", help="also fit temperatures on the validation split")
     p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE (default 15)")
     p.add_argument("--intervals", type=int, default=0, metavar="N", help="bootstrap samples for 95%% intervals (0: none)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--out", default="runs/ensemble", help="folder for reliability.png and ensemble.json")
     p.set_defaults(func=_cmd_ensemble)
 

@@ -58,3 +58,120 @@ def test_an_override_after_out_takes_effect(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--config", str(write_config(tmp_path)), "--out", str(out), "train.epochs=1"]) == 0
     assert len(json.loads((out / "results.json").read_text())["history"]) == 1
+
+
+# ---- clean -------------------------------------------------------------------------------------
+
+CLEAN = {
+    "data": {"name": "synthetic", "options": {"num_train": 200, "num_test": 50, "shape": [8], "num_classes": 3,
+                                              "noise": 0.6, "seed": 1},
+             "batch_size": 32, "val_fraction": 0.2, "label_noise": {"rate": 0.2, "seed": 0}},
+    "model": {"name": "mlp", "hidden": [8]},
+    "optimizer": {"name": "adamw", "lr": 0.01},
+    "train": {"epochs": 2, "threads": 1, "progress": False, "checkpoint_every_epochs": None, "device": "cpu"},
+}
+
+
+def clean_argv(tmp_path, out, *extra):
+    import yaml
+
+    config = tmp_path / "clean.yaml"
+    if not config.exists():
+        config.write_text(yaml.safe_dump(CLEAN))
+    return ["clean", "--config", str(config), "--models", "mlp,mlp:hidden=[4]", "--folds", "2", "--quiet",
+            "--out", str(out), *extra]
+
+
+def clean_numbers(out):
+    import json
+
+    result = json.loads((out / "clean.json").read_text())
+    return ({k: v for k, v in result.items() if k not in ("times", "provenance")}, (out / "suspects.csv").read_text())
+
+
+def test_clean_recomputes_a_torn_cache_with_a_warning(tmp_path, capsys):
+    out = tmp_path / "clean"
+    assert main(clean_argv(tmp_path, out)) == 0
+    first = clean_numbers(out)
+    cache = out / "probs-mlp.pt"
+    probs = cache.read_bytes()
+    cache.write_bytes(probs[: len(probs) // 2])
+    capsys.readouterr()
+    assert main(clean_argv(tmp_path, out)) == 0
+    err = capsys.readouterr().err
+    assert "probs-mlp.pt is damaged" in err and "recomputing" in err and "Traceback" not in err, err
+    assert cache.read_bytes() == probs and clean_numbers(out) == first
+
+
+def test_clean_refuses_its_caches_under_another_config_naming_the_keys(tmp_path, capsys):
+    out = tmp_path / "clean"
+    assert main(clean_argv(tmp_path, out)) == 0
+    capsys.readouterr()
+    for override, needle in [("optimizer.lr=0.02", "optimizer.lr (0.01 -> 0.02)"),
+                             ("data.subset=100", "data.subset (None -> 100)")]:
+        assert main(clean_argv(tmp_path, out, override)) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and needle in err and "another config" in err, err
+    # what the caches do not depend on may change: the rule, the agreement threshold
+    assert main(clean_argv(tmp_path, out, "--rule", "either", "--min-agree", "1")) == 0
+
+
+@pytest.mark.parametrize("extra, needle", [(["--min-agree", "0"], "min_agree must be an integer >= 1, got 0"),
+                                           (["--min-agree", "3"], "at most the number of model types (2), got 3"),
+                                           (["--retrain-seeds", "-1"], "retrain_seeds must be an integer >= 0, got -1"),
+                                           (["--folds", "1"], "folds must be an integer >= 2, got 1")])
+def test_clean_refuses_nonsense_sizes_before_training(extra, needle, tmp_path, capsys):
+    out = tmp_path / "clean"
+    assert main(clean_argv(tmp_path, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_clean_on_an_unwritable_or_full_folder_is_one_line_and_recovers(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(clean_argv(tmp_path, blocker / "clean")) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(blocker) in err and "not a folder" in err, err
+    out, err_file = tmp_path / "clean", tmp_path / "stderr"
+    # a file-size limit fails writes as a full disk does: the first probabilities (about 5 kB) do not fit
+    assert forked_cli(clean_argv(tmp_path, out), err=err_file, file_size_limit=4096) == 2
+    err = err_file.read_text()
+    assert len(err.splitlines()) == 1 and "probs-mlp.pt" in err and "file-size limit" in err, err
+    assert not (out / "probs-mlp.pt").exists() and not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert main(clean_argv(tmp_path, out)) == 0
+    reference = tmp_path / "reference"
+    assert main(clean_argv(tmp_path, reference)) == 0
+    assert clean_numbers(out) == clean_numbers(reference)
+
+
+def test_clean_on_a_read_only_disk_is_one_line(tmp_path, capsys):
+    from .test_disk import LIMIT
+
+    point = tmp_path / "ro"
+    point.mkdir()
+    import subprocess
+
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={LIMIT},ro", "tmpfs", str(point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        assert main(clean_argv(tmp_path, point / "clean")) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "read-only" in err, err
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.mark.parametrize("kill", ["write:2", "write:4", "write:7"])
+def test_clean_killed_in_a_write_then_rerun_gives_the_same_numbers(kill, tmp_path):
+    """SIGKILL inside an atomic write (probs.json, a cache, the results): the same command
+    finishes the job with the numbers of an uninterrupted run."""
+    reference = tmp_path / "reference"
+    assert main(clean_argv(tmp_path, reference)) == 0
+    out = tmp_path / "clean"
+    assert_killed(forked_cli(clean_argv(tmp_path, out), kill=kill))
+    assert main(clean_argv(tmp_path, out)) == 0
+    assert clean_numbers(out) == clean_numbers(reference)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
