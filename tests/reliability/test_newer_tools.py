@@ -3,6 +3,8 @@ kill left before its first file, bad YAML in overrides, overrides anywhere on th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from trickbag.cli import main
@@ -175,3 +177,85 @@ def test_clean_killed_in_a_write_then_rerun_gives_the_same_numbers(kill, tmp_pat
     assert main(clean_argv(tmp_path, out)) == 0
     assert clean_numbers(out) == clean_numbers(reference)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---- ensemble, export: damaged and malicious files ----------------------------------------------
+
+class Planted:
+    """Unpickling this creates a file: proof that a pickle ran code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny finished run (its model.pt, best_model.pt and results.json)."""
+    folder = tmp_path_factory.mktemp("trained")
+    out = folder / "run"
+    assert main(["train", "--config", str(write_config(folder, {"epochs": 1}, tricks=[])), "--out", str(out)]) == 0
+    return out
+
+
+def copy_run(trained, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(trained, tmp_path / "copy"))
+
+
+def test_ensemble_device_typo_is_one_line(trained, tmp_path, capsys):
+    assert main(["ensemble", str(trained), "--device", "cdua", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "'cdua'" in err and "'cuda:N'" in err, err
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("verb", ["ensemble", "export"])
+def test_a_truncated_model_pt_is_one_line(verb, trained, tmp_path, capsys):
+    run = copy_run(trained, tmp_path)
+    for name in ("model.pt", "best_model.pt"):
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[: len(data) // 2])
+    argv = {"ensemble": ["ensemble", str(run), "--out", str(tmp_path / "e")], "export": ["export", str(run)]}[verb]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "model.pt is damaged" in err and "cut short" in err, err
+
+
+@pytest.mark.parametrize("verb", ["ensemble", "export", "clean"])
+def test_a_malicious_pickle_is_refused_in_one_line_and_never_run(verb, trained, tmp_path, capsys):
+    import torch
+
+    proof = tmp_path / "proof-that-code-ran"
+    if verb == "clean":
+        out = tmp_path / "clean"
+        assert main(clean_argv(tmp_path, out)) == 0
+        target, argv = out / "probs-mlp.pt", clean_argv(tmp_path, out)
+    else:
+        run = copy_run(trained, tmp_path)
+        target = run / ("model.pt" if verb == "ensemble" else "best_model.pt")
+        argv = ["ensemble", str(run), "--out", str(tmp_path / "e")] if verb == "ensemble" else ["export", str(run)]
+    torch.save({"w": Planted(proof)}, target)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "refusing to load" in err and "a pickle can run code" in err, err
+    assert not proof.exists()
+
+
+def test_a_truncated_tar_gz_is_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("PIL")
+    from .test_bad_input import write_tar
+
+    monkeypatch.setenv("TRICKBAG_CACHE", str(tmp_path / "cache"))
+    archive = write_tar(tmp_path / "pack.tar.gz", [])
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) * 2 // 3])
+    config = write_config(tmp_path, {"epochs": 1}, data={"name": "image_folder", "path": str(archive), "batch_size": 2},
+                          model={"name": "small_cnn", "width": 4}, tricks=[])
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pack.tar.gz: the archive is damaged or cut short" in err, err
