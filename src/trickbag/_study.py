@@ -311,6 +311,11 @@ class PlannedStudy:
         planned = {s["slot"] for s in self.slots}
         return {"planned": len(planned), "done": len(done & planned), "running": len(running & planned)}
 
+    def pending(self) -> int:
+        """How many trials of the study wait or run (on any worker)."""
+        S = self.optuna.trial.TrialState
+        return len(self._trials((S.WAITING, S.RUNNING)))
+
     def completed(self) -> list[Any]:
         S = self.optuna.trial.TrialState
         seen, out = set(), []

@@ -351,12 +351,21 @@ def _next_round(spec: AblationSpec, planned: _study.PlannedStudy, bar: _Progress
     """Queue the adaptive design's next trials; returns how many (0: every arm decided, or the budget spent)."""
     from trickbag.ablation.adaptive import next_trials
 
-    values, attempted = _observed(spec, planned)
-    reference = next(i for i, a in enumerate(spec.arms) if a.reference)
-    todo = next_trials(values, attempted, budget=spec.budget, reference=reference, alpha=spec.alpha, tau=spec.tau)
-    if not todo:
-        return 0
-    queued = planned.add_slots([spec.slot(a, s) for a, s in todo])
+    # Under the study lock, reading the trials afresh: two processes (or machines) that finish a
+    # round together would otherwise both queue the next one (two copies ran 16 trials for a
+    # budget of 14). Trials still waiting or running, queued by another process, are run (or
+    # waited for) before the next look.
+    with _study.study_lock(planned.storage, planned.name):
+        planned.slots = planned.stored_slots()
+        pending = planned.pending()
+        if pending:
+            return pending
+        values, attempted = _observed(spec, planned)
+        reference = next(i for i, a in enumerate(spec.arms) if a.reference)
+        todo = next_trials(values, attempted, budget=spec.budget, reference=reference, alpha=spec.alpha, tau=spec.tau)
+        if not todo:
+            return 0
+        queued = planned.add_slots([spec.slot(a, s) for a, s in todo])
     if not any(attempted):
         bar.line(f"first round: {len(todo)} trials ({len(todo) // len(spec.arms)} seeds per arm, the fewest at "
                  f"which the sequential test can decide)")
