@@ -394,3 +394,88 @@ def test_two_processes_looking_at_once_queue_the_next_round_once(tmp_path):
     trials = planned.storage.get_all_trials(planned.study_id)
     waiting = sorted(t.user_attrs["slot"] for t in trials if t.state == optuna.trial.TrialState.WAITING)
     assert waiting == ["0:4", "1:4"] and len(trials) == budget, waiting
+
+
+# ---- configs and folders are code: refused from a folder unless --trust ---------------------------
+
+PLANTED = '''
+import os
+from pathlib import Path
+
+import torch
+
+MARK = Path(os.environ["TRICKBAG_TEST_MARK"])
+
+
+def load(n=120):
+    """Harmless, but it leaves a mark: proof that the folder's code ran."""
+    MARK.write_text("data ran")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    return (x[:90], y[:90]), (x[90:105], y[90:105]), (x[105:], y[105:])
+'''
+PLUGIN = '''
+import os
+from pathlib import Path
+
+Path(os.environ["TRICKBAG_TEST_MARK"]).write_text("plugin imported")
+'''
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    import sys
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "planted_data.py").write_text(PLANTED)
+    (pkg / "planted_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(pkg))
+    mark = tmp_path / "mark"
+    monkeypatch.setenv("TRICKBAG_TEST_MARK", str(mark))
+    yield mark
+    for name in ("planted_data", "planted_plugin"):
+        sys.modules.pop(name, None)
+
+
+def _refused(capsys, needle):
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and needle in err and "--trust" in err and "is code" in err, err
+
+
+def test_a_run_folder_naming_code_is_refused_unless_trusted(planted, tmp_path, capsys):
+    import yaml
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"data": {"name": "planted_data:load", "batch_size": 16}, "model": {"name": "mlp", "hidden": [8]},
+                                      "train": {"epochs": 1, "threads": 1, "progress": False}}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0  # the user's own config: allowed
+    assert planted.read_text() == "data ran"
+    planted.unlink()
+    for argv in (["ensemble", str(run), "--out", str(tmp_path / "e")], ["export", str(run)],
+                 ["train", "--resume", str(run)]):
+        assert main(argv) == 2
+        _refused(capsys, "names code to run (data.name: planted_data:load)")
+        assert not planted.exists()
+    assert main(["ensemble", str(run), "--out", str(tmp_path / "e"), "--trust"]) == 0
+    assert planted.exists()
+
+
+def test_report_refuses_the_plugins_a_received_ablation_lists_unless_trusted(planted, tmp_path, capsys):
+    import sys
+
+    config = write_config(tmp_path, {"epochs": 1, "checkpoint_every_epochs": None}, tricks=[],
+                          plugins=["planted_plugin"])
+    out = tmp_path / "ablation"
+    assert main(["ablate", "--config", str(config), "--tricks", "ema", "--seeds", "1", "--quiet",
+                 "--out", str(out)]) == 0  # the user's own config, its report included: allowed
+    assert planted.read_text() == "plugin imported"
+    planted.unlink()
+    sys.modules.pop("planted_plugin")
+    assert main(["report", str(out)]) == 2
+    _refused(capsys, "names code to run (plugins: planted_plugin)")
+    assert not planted.exists()
+    assert main(["report", str(out), "--trust"]) == 0
+    assert planted.exists()

@@ -103,11 +103,12 @@ class AblationSpec:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AblationSpec:
-        """The spec of ``to_dict()`` (as saved in ``ablation.json`` and ``results.json``)."""
+    def from_dict(cls, d: dict[str, Any], *, where: str = "the saved ablation spec") -> AblationSpec:
+        """The spec of ``to_dict()`` (as saved in ``ablation.json`` and ``results.json``). Read
+        from a folder, its base config may name code only inside ``trusted()`` (``--trust``)."""
         extra = {k: d[k] for k in ("budget", "alpha", "tau") if k in d}
-        return cls(load_config(d["base"]), parse_tricks(d["tricks"]), d["seeds"], d["mode"], d["metric"],
-                   d["direction"], **extra)
+        return cls(load_config(d["base"], from_folder=where), parse_tricks(d["tricks"]), d["seeds"], d["mode"],
+                   d["metric"], d["direction"], **extra)
 
 
 def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metric=None, budget=None) -> AblationSpec:
@@ -330,9 +331,11 @@ def run(
         planned.study.set_user_attr("finished", time.time())
     if report:
         from trickbag.ablation.report import render
+        from trickbag.train.config import trusted
 
         bar.line("writing the report ...")
-        summary.update(render(out))
+        with trusted():  # the spec this command just wrote, from the user's own config
+            summary.update(render(out))
     return summary
 
 
@@ -413,6 +416,6 @@ def load_spec(out: str | Path) -> tuple[dict[str, Any], AblationSpec]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); it may have been cut short") from None
     meta["storage"] = _study.existing_storage(meta["storage"], Path(out))
-    return meta, AblationSpec.from_dict(meta["spec"])
+    return meta, AblationSpec.from_dict(meta["spec"], where=str(path))
 
 

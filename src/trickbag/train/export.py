@@ -37,7 +37,7 @@ def load_run_model(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Mo
     info = json.loads((run_dir / "results.json").read_text()).get("model_input")
     if not info:
         raise ValueError(f"{run_dir}/results.json has no model_input (a run from an older trickbag): retrain it")
-    cfg, plan = apply_tricks(load_config(run_dir / "config.yaml"))
+    cfg, plan = apply_tricks(load_config(run_dir / "config.yaml", from_folder=run_dir))
     cfg.model = {k: v for k, v in cfg.model.items() if k != "pretrained"}  # the weights come from the run
     model = build_model(cfg, _Shapes(info))
     for entry, params in plan.model:
