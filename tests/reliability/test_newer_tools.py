@@ -281,23 +281,41 @@ def _slow_add_slots(sleep: float) -> None:
     _study.PlannedStudy._trials = slow
 
 
-def _adaptive_copy(config: str, out: str, budget: int, log: str) -> None:
+def _child(log: str, fn, *args) -> None:
     import os
     import sys
 
-    from trickbag.ablation import run
-
-    _slow_add_slots(0.3)
     sys.stderr = open(log, "w")  # noqa: SIM115 - the process ends here
     try:
-        run(config, "flooding:b=0.0", seeds="auto", budget=budget, out=out, heartbeat_interval=0.2,
-            progress=False, report=False)
+        fn(*args)
     except BaseException as exc:  # noqa: BLE001 - reported through the log
         print(repr(exc), file=sys.stderr)
         sys.stderr.flush()
         os._exit(1)
     sys.stderr.flush()
     os._exit(0)
+
+
+def _two_processes(tmp_path, fn, *args, timeout: float = 300) -> None:
+    """Run ``fn(*args)`` in two forked processes at once; both must succeed."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_child, args=(str(tmp_path / f"log{i}"), fn, *args)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    for i, p in enumerate(procs):
+        assert p.exitcode == 0, (tmp_path / f"log{i}").read_text()[-3000:]
+
+
+def _adaptive_copy(config: str, out: str, budget: int) -> None:
+    from trickbag.ablation import run
+
+    _slow_add_slots(0.3)
+    run(config, "flooding:b=0.0", seeds="auto", budget=budget, out=out, heartbeat_interval=0.2, progress=False,
+        report=False)
 
 
 def _all_trials(out):
@@ -315,42 +333,22 @@ def test_two_adaptive_copies_on_one_folder_never_exceed_the_budget(tmp_path):
     """Two copies of the same ``--seeds auto`` command on one SQLite folder. Flooding at b = 0
     equals the baseline exactly, so it is never decided and the design spends its whole budget:
     8 trials (4 seeds x 2 arms) at the first look, then 2 more."""
-    import multiprocessing
-
     import optuna
 
     config = write_config(tmp_path, {"epochs": 1, "checkpoint_every_epochs": None}, tricks=[])
     out, budget = tmp_path / "ablation", 10
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_adaptive_copy, args=(str(config), str(out), budget, str(tmp_path / f"log{i}")))
-             for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    for i, p in enumerate(procs):
-        assert p.exitcode == 0, (tmp_path / f"log{i}").read_text()[-3000:]
+    _two_processes(tmp_path, _adaptive_copy, str(config), str(out), budget)
     done = [t.user_attrs["slot"] for t in _all_trials(out) if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == len(set(done)) == budget, sorted(done)  # every slot once, the budget exactly
 
 
-def _next_round_at_once(out: str, config: str, budget: int, together, log: str) -> None:
-    import os
-    import sys
+def _next_round_at_once(out: str, config: str, budget: int, together) -> None:
+    from trickbag.ablation.runner import _next_round, _Progress
 
-    sys.stderr = open(log, "w")  # noqa: SIM115 - the process ends here
-    try:
-        planned, spec = _adaptive_study(out, config, budget)
-        _slow_add_slots(0.5)
-        from trickbag.ablation.runner import _next_round, _Progress
-
-        together.wait(timeout=60)
-        _next_round(spec, planned, _Progress(False))
-    except BaseException as exc:  # noqa: BLE001 - reported through the log
-        print(repr(exc), file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)
-    os._exit(0)
+    planned, spec = _adaptive_study(out, config, budget)
+    _slow_add_slots(0.5)
+    together.wait(timeout=60)
+    _next_round(spec, planned, _Progress(False))
 
 
 def _adaptive_study(out, config, budget):
@@ -381,16 +379,8 @@ def test_two_processes_looking_at_once_queue_the_next_round_once(tmp_path):
     assert _next_round(spec, planned, _Progress(False)) == 8  # the first look: 4 seeds x 2 arms
     while (trial := planned.claim()) is not None:  # the same metric in both arms: never decided
         planned.finish(trial, 0.5 + 0.01 * trial.user_attrs["seed"], {})
-    ctx = multiprocessing.get_context("fork")
-    together = ctx.Barrier(2)
-    procs = [ctx.Process(target=_next_round_at_once, args=(out, config, budget, together, str(tmp_path / f"log{i}")))
-             for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    for i, p in enumerate(procs):
-        assert p.exitcode == 0, (tmp_path / f"log{i}").read_text()[-3000:]
+    _two_processes(tmp_path, _next_round_at_once, out, config, budget, multiprocessing.get_context("fork").Barrier(2),
+                   timeout=120)
     trials = planned.storage.get_all_trials(planned.study_id)
     waiting = sorted(t.user_attrs["slot"] for t in trials if t.state == optuna.trial.TrialState.WAITING)
     assert waiting == ["0:4", "1:4"] and len(trials) == budget, waiting
