@@ -177,3 +177,13 @@ def test_standardised_effects_are_oriented_and_in_seed_sds():
     assert e == pytest.approx(0.1 / sd) and var == pytest.approx(e * e / 6)  # no variance of d: only the sd's
     assert cell_effect(b, t, direction="minimize", scale="standardised", baseline_sd=0.05)[0] == pytest.approx(2.0)
     assert math.isnan(cell_effect({0: 1.0, 1: 1.0}, {0: 1.1, 1: 1.1}, direction="maximize", scale="standardised")[0])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from trickbag.atlas import meta, report
+
+    for module in (meta, report):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

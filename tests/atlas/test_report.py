@@ -73,7 +73,7 @@ def test_results_json_round_trips_and_rerenders_identically(report, tmp_path):
 
 def test_table_sorted_by_pooled_effect_and_counts_add_up(report):
     results = report[1]
-    est = [r["estimate"] for r in results["pooled"] if r["estimate"] is not None]
+    est = [r["estimate"] for r in results["pooled"] if r["k"] >= 2]
     assert est == sorted(est, reverse=True) and len(est) == len(TRICKS)
     table = summary_table(results).splitlines()
     assert [line.split("|")[1].strip() for line in table[2:]] == results["tricks"]
@@ -192,3 +192,49 @@ def test_bad_cells_are_one_line_errors(tmp_path):
         write_report(tmp_path, cells, suite_name="x")
     with pytest.raises(ValueError, match="family must be one of"):
         write_report(tmp_path, synthetic_cells(), suite_name="x", family="trick")
+
+
+def test_forest_intervals_are_the_verdicts_intervals_on_the_common_scale(report):
+    """The forest plot's colours come from the cells' verdicts: the interval drawn for each task must
+    be the one the verdict was read off (so they cannot disagree), scaled to the common scale."""
+    from trickbag.atlas.meta import cell_effect, scale_factor
+
+    for c in report[1]["cells"]:
+        if c["status"] != "ok":
+            assert c["scaled"] is None and c["scaled_low"] is None
+            continue
+        low, high = c["scaled_low"], c["scaled_high"]
+        assert low <= c["scaled"] <= high
+        assert c["verdict"] == ("helps" if low > 0 else "hurts" if high < 0 else "undecided")
+        b, t = ({int(s): v for s, v in c[k].items()} for k in ("baseline", "treated"))
+        f = scale_factor(b, t, direction="maximize", scale="rer")
+        assert c["scaled"] == pytest.approx(f * c["effect"]) == pytest.approx(
+            cell_effect(b, t, direction="maximize", scale="rer")[0])
+        assert (low, high) == pytest.approx((f * c["low"], f * c["high"]))
+
+
+def test_the_suites_cards_units_reasons_and_abouts_reach_the_report(tmp_path, monkeypatch):
+    from trickbag.atlas import report as module
+
+    monkeypatch.setattr(module, "available", lambda name: False)
+    cells = synthetic_cells()
+    for c in cells:
+        c["trick"] = {"warmup": "ramp", "mixup": "mix"}.get(c["trick"], c["trick"])  # suite names, not card names
+        c["params"] = {"mixup": {"alpha": 0.2}} if c["trick"] == "mix" else {}
+        if c["status"] == "n/a":
+            c["reason"] = "image-only trick on text"
+    meta = {"tasks": {"fmnist_clean": {"about": "SGD at the book's learning rate"}},
+            "tricks": {"ramp": {"card": "linear_warmup", "about": "5% of the steps"}, "mix": {"card": "mixup"}},
+            "provenance": {"git": "abc1234"}}
+    results = write_report(tmp_path, cells, suite_name="s", meta=meta,
+                           metric_units={"fmnist_clean": "fraction", "val_acc": "percent-points"})
+    pooled = {r["trick"]: r for r in results["pooled"]}
+    assert pooled["ramp"]["claimed"] == claim_of("linear_warmup") and pooled["ramp"]["catalog"] == "linear_warmup"
+    assert pooled["mix"]["claimed"] == claim_of("mixup")
+    units = {t["task"]: t["units"] for t in results["tasks"]}
+    assert units["fmnist_clean"] == "fraction" and units["mr_text"] == "percent-points"  # by task, else by metric
+    assert results["settings"]["scale"] == "standardised"  # not every task is accuracy-type now
+    md = (tmp_path / "report.md").read_text()
+    assert "n/a: image-only trick on text" in md and "SGD at the book's learning rate" in md
+    assert "ramp (card: linear_warmup): 5% of the steps" in md and "mix (card: mixup): mixup(alpha=0.2)" in md
+    assert "- git: abc1234" in md

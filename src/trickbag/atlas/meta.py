@@ -55,6 +55,7 @@ __all__ = [
     "cell_effect",
     "random_effects",
     "scale_description",
+    "scale_factor",
     "tau2_dl",
     "tau2_pm",
     "tau2_reml",
@@ -307,6 +308,36 @@ def scale_description(scale: str, *, metrics: Sequence[str] = ()) -> str:
                 "of the error gone; within-task variance by the delta method")
     return ("standardised effect: the paired improvement divided by the baseline's seed-to-seed sd (the effect in "
             "units of seed noise), positive = better")
+
+
+def scale_factor(baseline: Mapping[int, float], treated: Mapping[int, float], *, direction: str, scale: str,
+                 top: float = 1.0, baseline_sd: float | None = None) -> float:
+    """The factor ``f`` that takes a paired difference ``treated - baseline`` in the metric's units
+    to the common scale, as :func:`cell_effect` does for the mean (``effect = f * mean difference``):
+    ``+-1`` (raw), ``+-1 / error`` (rer), ``+-1 / sd`` (standardised); ``nan`` where undefined. An
+    interval for the mean difference times ``f`` is the same interval on the common scale (it
+    excludes zero exactly when the original does).
+
+    Example:
+        >>> round(scale_factor({0: 0.8, 1: 0.9}, {0: 0.9, 1: 0.9}, direction="maximize", scale="rer"), 4)
+        6.6667
+    """
+    scale = normalise_scale(scale)
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    sign = 1.0 if direction == "maximize" else -1.0
+    if scale == "raw":
+        return sign
+    if scale == "rer":
+        seeds = sorted(set(baseline) & set(treated))
+        if not seeds:
+            return math.nan
+        mean_b = statistics.fmean(baseline[s] for s in seeds)
+        err = top - mean_b if direction == "maximize" else mean_b
+        return sign / err if err > 0 else math.nan
+    all_b = [float(x) for x in baseline.values()]
+    sd = float(baseline_sd) if baseline_sd is not None else (statistics.stdev(all_b) if len(all_b) > 1 else math.nan)
+    return sign / sd if sd == sd and sd > 0 else math.nan
 
 
 def cell_effect(baseline: Mapping[int, float], treated: Mapping[int, float], *, direction: str, scale: str,

@@ -18,12 +18,13 @@ import numpy as np
 
 from trickbag import catalog
 from trickbag._atomic import save_figure, write_text
-from trickbag._optional import available, require
+from trickbag._optional import available
 from trickbag.ablation.stats import bonferroni, interval_verdict, paired
-from trickbag.atlas.meta import HKSJ, METHODS, cell_effect, normalise_scale, random_effects, scale_description
+from trickbag.atlas.meta import (HKSJ, METHODS, cell_effect, normalise_scale, random_effects, scale_description,
+                                 scale_factor)
 from trickbag.report import Page, fmt
 
-__all__ = ["claim_of", "load_results", "render_results", "summary_table", "write_report"]
+__all__ = ["claim_of", "heatmap_data", "load_results", "reading", "render_results", "summary_table", "write_report"]
 
 STATUSES = ("ok", "n/a", "failed")
 FAMILIES = ("task", "atlas")
@@ -41,11 +42,12 @@ ALIASES = {"warmup": "linear_warmup", "cosine_restarts": "warmup_cosine_restarts
 
 # ---- claims from the method cards ----------------------------------------------------------------
 
-def catalog_name(trick: str) -> str | None:
-    """The catalog entry an atlas trick label stands for (``"mixup:alpha=0.2"`` -> ``"mixup"``,
-    ``"mish"`` -> ``"activations"``), or ``None``."""
-    names = set(catalog.names()) if hasattr(catalog, "names") else {t.name for t in catalog.TRICKS}
-    for candidate in (trick, re.split(r"[:(\[{=@ ,]", trick, maxsplit=1)[0]):
+def catalog_name(trick: str, card: str | None = None) -> str | None:
+    """The catalog entry an atlas trick label stands for: ``card`` when given (a suite's
+    ``card:``), else the label itself, its head (``"mixup:alpha=0.2"`` -> ``"mixup"``) or a known
+    alias (``"mish"`` -> ``"activations"``); ``None`` when none is a catalog name."""
+    names = set(catalog.names())
+    for candidate in ([card] if card else []) + [trick, re.split(r"[:(\[{=@ ,]", trick, maxsplit=1)[0]]:
         candidate = candidate.strip().lower().replace("-", "_")
         candidate = ALIASES.get(candidate, candidate)
         if candidate in names:
@@ -53,7 +55,7 @@ def catalog_name(trick: str) -> str | None:
     return None
 
 
-def claim_of(trick: str) -> str | None:
+def claim_of(trick: str, card: str | None = None) -> str | None:
     """The ``Claimed:`` line of the trick's method card (what its paper reports, and where), or
     ``None`` when the card has none.
 
@@ -61,7 +63,7 @@ def claim_of(trick: str) -> str | None:
         >>> "CIFAR" in claim_of("cutout")
         True
     """
-    name = catalog_name(trick)
+    name = catalog_name(trick, card)
     if name is None:
         return None
     try:
@@ -108,7 +110,8 @@ def _clean_cells(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                       "status": c["status"], "seeds": sorted(int(s) for s in c.get("seeds") or []),
                       "baseline": _seed_map(c.get("baseline"), where), "treated": treated, "failed_seeds": failed,
                       "baseline_sd": None if sd is None or sd != sd else float(sd),
-                      "params": dict(c.get("params") or {})})
+                      "params": dict(c.get("params") or {}),
+                      "reason": str(c["reason"]) if c.get("reason") else None})
     return clean
 
 
@@ -126,7 +129,7 @@ def _tasks_of(cells: list[dict[str, Any]], metric_units: Mapping[str, str] | Non
         t["n_baseline"] = len(vals)
         t["baseline_mean"] = statistics.fmean(vals) if vals else math.nan
         t["baseline_sd"] = statistics.stdev(vals) if len(vals) > 1 else math.nan
-        unit = units.get(t["metric"])
+        unit = units.get(name, units.get(t["metric"]))  # by task, else by metric
         if unit is None:  # not stated: a metric to maximise whose values all lie in [0, 1] is a fraction
             pool = vals + [v for c in cells if c["task"] == name for v in c["treated"].values()]
             unit = "fraction" if pool and all(0.0 <= v <= 1.0 for v in pool) else "unknown"
@@ -206,16 +209,17 @@ def _cell_stats(cells, tasks, *, scale: str, alpha: float, family: str) -> None:
         text = interval_verdict(raw.n, _num(c["low"]), _num(c["high"]), maximize=maximize)
         c["verdict_text"] = text
         c["verdict"] = text if text in ("helps", "hurts") else "undecided"
-        e, var, n = cell_effect(c["baseline"], c["treated"], direction=c["direction"], scale=scale,
-                                top=UNIT_TOPS.get(task["units"], 1.0),
-                                baseline_sd=c["baseline_sd"] if c["baseline_sd"] is not None else task["baseline_sd"])
+        how = dict(direction=c["direction"], scale=scale, top=UNIT_TOPS.get(task["units"], 1.0),
+                   baseline_sd=c["baseline_sd"] if c["baseline_sd"] is not None else task["baseline_sd"])
+        e, var, n = cell_effect(c["baseline"], c["treated"], **how)
         c.update(scaled=e, scaled_var=var)
-        if n >= 2 and var == var and e == e:
-            t = float(require("scipy.stats", "search", "atlas statistics").t.ppf(0.975, n - 1))
-            c.update(scaled_low=e - t * math.sqrt(var), scaled_high=e + t * math.sqrt(var))
+        f = scale_factor(c["baseline"], c["treated"], **how)
+        if c["low"] is not None and f == f and e == e:  # the verdict's interval, on the common scale
+            c.update(scaled_low=min(f * c["low"], f * c["high"]), scaled_high=max(f * c["low"], f * c["high"]))
 
 
-def _pool(cells, tricks, *, method: str, hksj: str, confidence: float) -> list[dict[str, Any]]:
+def _pool(cells, tricks, *, method: str, hksj: str, confidence: float,
+          cards: Mapping[str, str | None]) -> list[dict[str, Any]]:
     pooled = []
     for trick in tricks:
         mine = [c for c in cells if c["trick"] == trick]
@@ -228,11 +232,12 @@ def _pool(cells, tricks, *, method: str, hksj: str, confidence: float) -> list[d
                "n/a": sorted(c["task"] for c in mine if c["status"] == "n/a"),
                "failed": sorted(c["task"] for c in mine if c["status"] == "failed"),
                "params": next((c["params"] for c in mine if c["params"]), {}),
-               "catalog": catalog_name(trick), "claimed": claim_of(trick)}
+               "catalog": catalog_name(trick, cards.get(trick)), "claimed": claim_of(trick, cards.get(trick))}
         pooled.append(row)
-    # the table's order: pooled effect, best first; tricks with nothing pooled last, by name
-    pooled.sort(key=lambda r: (r["estimate"] != r["estimate"], -r["estimate"] if r["estimate"] == r["estimate"]
-                               else 0.0, r["trick"]))
+    # the table's order: pooled effect, best first; then tricks measured on one task (nothing to pool),
+    # by their effect; then tricks measured nowhere, by name
+    pooled.sort(key=lambda r: (0 if r["k"] >= 2 else 1 if r["k"] == 1 else 2,
+                               -r["estimate"] if r["estimate"] == r["estimate"] else 0.0, r["trick"]))
     return pooled
 
 
@@ -260,9 +265,10 @@ def write_report(out_dir: str | Path, cells: Sequence[Mapping[str, Any]], *, sui
             ``baseline`` and ``treated`` (``{seed: value}``, seed keys int or str), ``failed_seeds``,
             ``baseline_sd`` (``None``: the sd of the baseline values given) and ``params``.
         suite_name: the suite's name, for the title.
-        metric_units: ``{metric: unit}``; ``"fraction"`` (ceiling 1) or ``"percent"`` (ceiling 100)
-            make a metric accuracy-type. Unstated: a metric whose values all lie in [0, 1] is taken
-            as a fraction (the report says so).
+        metric_units: ``{metric or task name: unit}`` (a task's own entry first, else its
+            metric's): ``"fraction"`` (ceiling 1) or ``"percent"`` (ceiling 100) make it
+            accuracy-type; any other text (``"nats"``) is shown as its unit. Unstated: a metric
+            whose values all lie in [0, 1] is taken as a fraction (the report says so).
         command: the command that made the atlas (shown with the report).
         wall_time_s: its wall time in seconds.
         meta: provenance (trickbag version, git revision, hardware, ...), shown and kept.
@@ -291,7 +297,9 @@ def write_report(out_dir: str | Path, cells: Sequence[Mapping[str, Any]], *, sui
     _cell_stats(work, tasks, scale=chosen, alpha=alpha, family=family)
     task_names = list(dict.fromkeys(c["task"] for c in work))
     tricks = list(dict.fromkeys(c["trick"] for c in work))
-    pooled = _pool(work, tricks, method=method, hksj=hksj, confidence=confidence)
+    about_tricks = (meta or {}).get("tricks") if isinstance((meta or {}).get("tricks"), Mapping) else {}
+    cards = {k: v.get("card") for k, v in about_tricks.items() if isinstance(v, Mapping)}
+    pooled = _pool(work, tricks, method=method, hksj=hksj, confidence=confidence, cards=cards)
     for c in work:  # JSON keys are strings: seeds as strings, in order
         for key in ("baseline", "treated"):
             c[key] = {str(s): v for s, v in sorted(c[key].items())}
@@ -328,7 +336,7 @@ def render_results(folder: str | Path) -> dict[str, Any]:
     r = load_results(folder / "results.json")
     s = r["settings"]
     inputs = [{k: c[k] for k in ("task", "trick", "metric", "direction", "status", "seeds", "baseline", "treated",
-                                 "failed_seeds", "baseline_sd", "params")} for c in r["cells"]]
+                                 "failed_seeds", "baseline_sd", "params", "reason")} for c in r["cells"]]
     return write_report(folder, inputs, suite_name=r["suite"], metric_units=s["metric_units"], command=r["command"],
                         wall_time_s=r["wall_time_s"], meta=r["meta"], scale=s["scale_requested"], method=s["method"],
                         hksj=s["hksj"], family=s["family"], alpha=s["alpha"], confidence=s["confidence"])
@@ -339,6 +347,9 @@ def render_results(folder: str | Path) -> dict[str, Any]:
 def _fmt_scaled(x: Any, scale: str, *, sign: bool = True) -> str:
     if x is None or x != x:
         return ""
+    digits = {"rer": 3, "standardised": 2}.get(scale)
+    if digits is not None and round(x, digits) == 0:
+        x = 0.0  # no "-0.0%"
     if scale == "rer":
         return f"{100 * x:+.1f}%" if sign else f"{100 * x:.1f}%"
     if scale == "standardised":
@@ -352,6 +363,21 @@ def _interval(low: Any, high: Any, scale: str) -> str:
     return f"[{_fmt_scaled(low, scale)}, {_fmt_scaled(high, scale)}]"
 
 
+def reading(r: Mapping[str, Any]) -> str:
+    """What a pooled row says, in words: from its confidence interval (on average over tasks like
+    these) and its prediction interval (on a new task)."""
+    if not r["k"]:
+        return "not measured"
+    if r["k"] == 1:
+        return "one task: not pooled"
+    low, high, pl, ph = r["ci_low"], r["ci_high"], r["pi_low"], r["pi_high"]
+    if low is not None and low > 0:
+        return "helps, on a new task too" if pl is not None and pl > 0 else "helps on average; a new task may differ"
+    if high is not None and high < 0:
+        return "hurts, on a new task too" if ph is not None and ph < 0 else "hurts on average; a new task may differ"
+    return "no evidence either way on average"
+
+
 def _counts(r: Mapping[str, Any]) -> str:
     return f"{r['helps']}/{r['hurts']}/{r['undecided']}"
 
@@ -361,12 +387,12 @@ def summary_table(results: Mapping[str, Any]) -> str:
     scale = results["settings"]["scale"]
     conf = int(round(100 * results["settings"]["confidence"]))
     lines = [f"| trick | tasks | pooled effect | {conf}% CI (HKSJ) | {conf}% PI (new task) | tau | I^2 | "
-             "helps/hurts/undecided |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "helps/hurts/undecided | reading |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["pooled"]:
         i2 = "" if r["i2"] is None else f"{100 * r['i2']:.0f}%"
         lines.append(f"| {r['trick']} | {r['k']} | {_fmt_scaled(r['estimate'], scale)} | "
                      f"{_interval(r['ci_low'], r['ci_high'], scale)} | {_interval(r['pi_low'], r['pi_high'], scale)} | "
-                     f"{_fmt_scaled(r['tau'], scale, sign=False)} | {i2} | {_counts(r)} |")
+                     f"{_fmt_scaled(r['tau'], scale, sign=False)} | {i2} | {_counts(r)} | {reading(r)} |")
     return "\n".join(lines)
 
 
@@ -516,8 +542,9 @@ def _plot_forest(results: Mapping[str, Any], path: Path) -> None:
         axes[j // cols][j % cols].set_visible(False)
     label = {"rer": "relative error reduction", "standardised": "effect / baseline seed sd",
              "raw": "improvement (metric units)"}[scale]
-    fig.supxlabel(f"{label}, positive = better. Squares: each task's effect with the 95% t interval of its seeds "
-                  "(green helps, red hurts, grey undecided, by its simultaneous interval).\n"
+    family = "its task's tricks" if results["settings"]["family"] == "task" else "the atlas's cells"
+    fig.supxlabel(f"{label}, positive = better. Squares: each task's effect with its paired interval, simultaneous "
+                  f"over {family} (Bonferroni): green helps, red hurts, grey undecided.\n"
                   f"Diamond: the pooled effect and its {conf}% CI (HKSJ); blue bar: the {conf}% prediction interval "
                   "for a new task", fontsize=8)
     fig.tight_layout()
@@ -526,6 +553,38 @@ def _plot_forest(results: Mapping[str, Any], path: Path) -> None:
 
 
 # ---- the page -----------------------------------------------------------------------------------------
+
+def _plain(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def _about(entry: Any) -> str:
+    return str(entry.get("about") or "") if isinstance(entry, Mapping) else ""
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    """``{"mixup": {"alpha": 0.2}}`` -> ``mixup(alpha=0.2)``; flat ``{"alpha": 0.2}`` -> ``alpha=0.2``."""
+    parts = []
+    for k, v in params.items():
+        if isinstance(v, Mapping):
+            parts.append(f"{k}({', '.join(f'{a}={b}' for a, b in v.items())})")
+        else:
+            parts.append(f"{k}={_plain(v)}")
+    return ", ".join(parts)
+
+
+def _trick_line(r: Mapping[str, Any], cells, about: Any) -> str:
+    """One trick: its catalog card, its parameters (per task where they differ), what the suite says."""
+    mine = [c for c in cells if c["trick"] == r["trick"] and c["status"] != "n/a"]
+    texts = {c["task"]: _params_text(c["params"]) for c in mine}
+    distinct = sorted(set(texts.values()))
+    if len(distinct) <= 1:
+        params = distinct[0] if distinct else ""
+    else:
+        params = "; ".join(f"{task}: {text or '(defaults)'}" for task, text in texts.items())
+    head = r["trick"] + (f" (card: {r['catalog']})" if r.get("catalog") and r["catalog"] != r["trick"] else "")
+    rest = "; ".join(x for x in (params, _about(about)) if x)
+    return f"{head}: {rest}" if rest else head
 
 def _render(results: Mapping[str, Any], out: Path) -> list[Path]:
     s = results["settings"]
@@ -553,13 +612,13 @@ def _render(results: Mapping[str, Any], out: Path) -> list[Path]:
 
     page.heading("Pooled across tasks")
     headers = ["trick", "tasks", "pooled effect", f"{conf}% CI (HKSJ)", f"{conf}% PI (new task)", "tau", "I^2",
-               "helps/hurts/undecided", "n/a"]
+               "helps/hurts/undecided", "reading", "n/a"]
     rows, classes = [], []
     for r in pooled:
         rows.append([r["trick"], r["k"], _fmt_scaled(r["estimate"], scale), _interval(r["ci_low"], r["ci_high"], scale),
-                     _interval(r["pi_low"], r["pi_high"], scale) or ("needs 3+ tasks" if r["k"] else ""),
+                     _interval(r["pi_low"], r["pi_high"], scale) or ("needs 3+ tasks" if r["k"] > 1 else ""),
                      _fmt_scaled(r["tau"], scale, sign=False), "" if r["i2"] is None else f"{100 * r['i2']:.0f}%",
-                     _counts(r), ", ".join(r["n/a"])])
+                     _counts(r), reading(r), ", ".join(r["n/a"])])
         low, high = r["ci_low"], r["ci_high"]
         classes.append("helps" if low is not None and low > 0 else "hurts" if high is not None and high < 0 else "")
     page.table(headers, rows, classes)
@@ -598,16 +657,20 @@ def _render(results: Mapping[str, Any], out: Path) -> list[Path]:
         page.image("heatmap.png", "Effect of each trick on each task on the common scale; mark: the cell's verdict; "
                                   "grey: not applicable")
         _plot_forest(results, out / "forest.png")
-        page.image("forest.png", "Per trick: each task's effect with its 95% interval, the pooled effect (diamond) "
-                                 "and the prediction interval for a new task (blue)")
+        page.image("forest.png", "Per trick: each task's effect with the interval its verdict is read off, the pooled "
+                                 "effect (diamond) and the prediction interval for a new task (blue)")
     else:
         page.warning("matplotlib is not installed: no plots (pip install 'trickbag[plots]').")
 
+    m = results.get("meta") or {}
+    about_tasks = m.get("tasks") if isinstance(m.get("tasks"), Mapping) else {}
+    about_tricks = m.get("tricks") if isinstance(m.get("tricks"), Mapping) else {}
     page.heading("Tasks")
-    page.table(["task", "metric", "better", "units", "baseline seeds", "baseline mean", "baseline sd"],
+    page.table(["task", "metric", "better", "units", "baseline seeds", "baseline mean", "baseline sd", "about"],
                [[t["task"], t["metric"], "higher" if t["direction"] == "maximize" else "lower",
                  t["units"] + (" (inferred)" if t.get("units_inferred") else ""), t["n_baseline"],
-                 _num(t["baseline_mean"]), _num(t["baseline_sd"])] for t in tasks])
+                 _num(t["baseline_mean"]), _num(t["baseline_sd"]), _about(about_tasks.get(t["task"]))]
+                for t in tasks])
     page.heading("Every cell")
     for t in tasks:
         mine = [c for c in cells if c["task"] == t["task"]]
@@ -620,18 +683,24 @@ def _render(results: Mapping[str, Any], out: Path) -> list[Path]:
                      "" if c["effect"] is None else c["effect"],
                      "" if c["low"] is None else f"[{fmt(c['low'])}, {fmt(c['high'])}]",
                      "" if c["p_adj"] is None else c["p_adj"],
-                     c["verdict_text"] or c["status"], _fmt_scaled(c["scaled"], scale),
+                     c["verdict_text"] or (f"{c['status']}: {c['reason']}" if c.get("reason") else c["status"]),
+                     _fmt_scaled(c["scaled"], scale),
                      ", ".join(map(str, c["failed_seeds"]))] for c in mine],
                    [c["verdict"] if c["verdict"] in ("helps", "hurts") else "" for c in mine])
     page.paragraph("effect: treated minus baseline in the metric's units, paired over the seeds both have (seed i "
                    "gives both the same initial weights and data order).")
-    params = [f"{r['trick']}: {', '.join(f'{k}={v}' for k, v in r['params'].items())}" for r in pooled if r["params"]]
-    if params:
-        page.heading("Trick parameters")
-        page.bullets(params)
+    page.heading("Tricks")
+    page.bullets([_trick_line(r, cells, about_tricks.get(r["trick"])) for r in pooled])
     page.heading("Provenance")
-    m = results.get("meta") or {}
-    page.bullets([f"{k}: {v}" for k, v in m.items()] or ["(none recorded)"])
+    lines = []
+    for k, v in m.items():
+        if k in ("tasks", "tricks"):
+            continue
+        if isinstance(v, Mapping):
+            lines += [f"{k2}: {_plain(v2)}" for k2, v2 in v.items()]
+        else:
+            lines.append(f"{k}: {_plain(v)}")
+    page.bullets(lines or ["(none recorded)"])
     page.paragraph("results.json holds every number above and the per-seed values they were computed from; "
                    "trickbag.atlas.report.render_results(folder) redraws this report from it.")
     return page.write(out)
