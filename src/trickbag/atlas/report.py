@@ -10,6 +10,7 @@ import json
 import math
 import re
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -348,12 +349,14 @@ def _fmt_scaled(x: Any, scale: str, *, sign: bool = True) -> str:
     if x is None or x != x:
         return ""
     digits = {"rer": 3, "standardised": 2}.get(scale)
-    if digits is not None and round(x, digits) == 0:
+    if (digits is not None and round(x, digits) == 0) or abs(x) < 1e-12:
         x = 0.0  # no "-0.0%"
     if scale == "rer":
         return f"{100 * x:+.1f}%" if sign else f"{100 * x:.1f}%"
     if scale == "standardised":
         return f"{x:+.2f} sd" if sign else f"{x:.2f} sd"
+    if x == 0:
+        return "0"
     return f"{x:+.4g}" if sign else f"{x:.4g}"
 
 
@@ -367,7 +370,7 @@ def reading(r: Mapping[str, Any]) -> str:
     """What a pooled row says, in words: from its confidence interval (on average over tasks like
     these) and its prediction interval (on a new task)."""
     if not r["k"]:
-        return "not measured"
+        return "too few seeds to pool (2+ per task)" if r.get("not_pooled") else "not measured"
     if r["k"] == 1:
         return "one task: not pooled"
     low, high, pl, ph = r["ci_low"], r["ci_high"], r["pi_low"], r["pi_high"]
@@ -473,9 +476,10 @@ def _plot_heatmap(results: Mapping[str, Any], path: Path) -> None:
         _percent_axis(bar.ax.yaxis)
     bar.ax.tick_params(labelsize=7.5)
     family = "the tricks of its task" if results["settings"]["family"] == "task" else "every cell of the atlas"
-    ax.set_title(f"Tricks (rows, best pooled first) x tasks. Mark and bold: the cell's verdict ({MARKS['helps']} helps, "
-                 f"{MARKS['hurts']} hurts,\n{MARKS['undecided']} undecided), from its paired interval, simultaneous "
-                 f"over {family} (Bonferroni). Grey: n/a.", fontsize=8.5, loc="left")
+    title = (f"Tricks (rows, best pooled first) x tasks. Mark and bold: the cell's verdict ({MARKS['helps']} helps, "
+             f"{MARKS['hurts']} hurts, {MARKS['undecided']} undecided), from its paired interval, simultaneous over "
+             f"{family} (Bonferroni). Grey: n/a.")
+    ax.set_title(textwrap.fill(title, width=int(11 * fig_w)), fontsize=8.5, loc="left")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
