@@ -53,6 +53,8 @@ __all__ = [
     "SCALES",
     "MetaResult",
     "cell_effect",
+    "check_options",
+    "normalise_scale",
     "random_effects",
     "scale_description",
     "scale_factor",
@@ -163,6 +165,16 @@ _ESTIMATORS = {"reml": tau2_reml, "dl": tau2_dl, "pm": tau2_pm}
 
 # ---- the pooled effect ------------------------------------------------------------------------------
 
+def check_options(*, method: str, hksj: str, confidence: float) -> None:
+    """Raise ``ValueError`` naming a bad ``method``, ``hksj`` or ``confidence`` and what is valid."""
+    if method not in _ESTIMATORS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if hksj not in HKSJ:
+        raise ValueError(f"hksj must be one of {HKSJ}, got {hksj!r}")
+    if not (isinstance(confidence, float) and 0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+
+
 @dataclass(frozen=True)
 class MetaResult:
     """A trick's effect pooled over ``k`` tasks (``nan`` where a quantity is not available)."""
@@ -230,12 +242,7 @@ def random_effects(effects: Sequence[float], variances: Sequence[float], *, meth
         A re-evaluation of random-effects meta-analysis. JRSS-A 172, 2009. Viechtbauer. Bias and
         efficiency of meta-analytic variance estimators in the random-effects model. JEBS 30, 2005.
     """
-    if method not in _ESTIMATORS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if hksj not in HKSJ:
-        raise ValueError(f"hksj must be one of {HKSJ}, got {hksj!r}")
-    if not (isinstance(confidence, float) and 0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    check_options(method=method, hksj=hksj, confidence=confidence)
     y, v = _check(effects, variances)
     k = len(y)
     if verdicts is not None and len(verdicts) != k:

@@ -21,7 +21,7 @@ from trickbag import catalog
 from trickbag._atomic import save_figure, write_text
 from trickbag._optional import available
 from trickbag.ablation.stats import bonferroni, interval_verdict, paired
-from trickbag.atlas.meta import (HKSJ, METHODS, cell_effect, normalise_scale, random_effects, scale_description,
+from trickbag.atlas.meta import (cell_effect, check_options, normalise_scale, random_effects, scale_description,
                                  scale_factor)
 from trickbag.report import Page, fmt
 
@@ -283,10 +283,7 @@ def write_report(out_dir: str | Path, cells: Sequence[Mapping[str, Any]], *, sui
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if hksj not in HKSJ:
-        raise ValueError(f"hksj must be one of {HKSJ}, got {hksj!r}")
+    check_options(method=method, hksj=hksj, confidence=confidence)
     if not (isinstance(alpha, float) and 0 < alpha < 1):
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
     if not cells:
