@@ -238,3 +238,23 @@ def test_the_suites_cards_units_reasons_and_abouts_reach_the_report(tmp_path, mo
     assert "n/a: image-only trick on text" in md and "SGD at the book's learning rate" in md
     assert "ramp (card: linear_warmup): 5% of the steps" in md and "mix (card: mixup): mixup(alpha=0.2)" in md
     assert "- git: abc1234" in md
+
+
+def test_a_constant_relative_error_reduction_is_recovered_end_to_end(tmp_path, monkeypatch):
+    """Tasks with different baselines, one trick that removes 10% of each task's error: the report
+    pools it to about +10% with tau near 0, and its prediction interval holds 10%."""
+    from trickbag.atlas import report as module
+
+    monkeypatch.setattr(module, "available", lambda name: False)
+    rng = np.random.default_rng(11)
+    cells = []
+    for k, acc in enumerate([0.62, 0.71, 0.80, 0.86, 0.91, 0.95]):
+        err = 1 - acc
+        base = {s: acc + rng.normal(0, 0.1 * err) for s in range(8)}
+        treated = {s: v + 0.1 * (1 - v) + rng.normal(0, 0.005 * err) for s, v in base.items()}
+        cells.append({"task": f"t{k}", "trick": "trick", "metric": "acc", "direction": "maximize", "status": "ok",
+                      "seeds": list(range(8)), "baseline": base, "treated": treated, "failed_seeds": [],
+                      "baseline_sd": None, "params": {}})
+    r = write_report(tmp_path, cells, suite_name="constant")["pooled"][0]
+    assert r["k"] == 6 and abs(r["estimate"] - 0.1) < 0.005 and r["tau"] < 0.005
+    assert r["ci_low"] < 0.1 < r["ci_high"] and r["pi_low"] < 0.1 < r["pi_high"] and r["helps"] == 6
