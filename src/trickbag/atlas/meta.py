@@ -306,13 +306,13 @@ def scale_description(scale: str, *, metrics: Sequence[str] = ()) -> str:
     """One sentence that states the common scale (for reports)."""
     scale = normalise_scale(scale)
     if scale == "raw":
-        return (f"the paired improvement in the metric's own units ({', '.join(sorted(set(metrics))) or 'one metric'}), "
-                "positive = better")
+        units = ", ".join(sorted(set(metrics))) or "one metric"
+        return f"the paired improvement in the metric's own units ({units}), positive = better"
     if scale == "rer":
         return ("relative error reduction: the share of the baseline's error the trick removes, "
-                "(treated - baseline) / (ceiling - baseline) for a metric to maximise (ceiling 1 for a fraction, 100 for "
-                "a percentage), (baseline - treated) / baseline for one to minimise; positive = better, 0.1 = a tenth "
-                "of the error gone; within-task variance by the delta method")
+                "(treated - baseline) / (ceiling - baseline) for a metric to maximise (ceiling 1 for a fraction, "
+                "100 for a percentage), (baseline - treated) / baseline for one to minimise; positive = better, "
+                "0.1 = a tenth of the error gone; within-task variance by the delta method")
     return ("standardised effect: the paired improvement divided by the baseline's seed-to-seed sd (the effect in "
             "units of seed noise), positive = better")
 

@@ -228,8 +228,9 @@ def _pool(cells, tricks, *, method: str, hksj: str, confidence: float,
               and c["scaled_var"] is not None and c["scaled_var"] == c["scaled_var"]]
         r = random_effects([c["scaled"] for c in ok], [c["scaled_var"] for c in ok], method=method, hksj=hksj,
                            confidence=confidence, verdicts=[c["verdict"] for c in ok])
+        pooled_ids = {id(c) for c in ok}
         row = {"trick": trick, **r.to_dict(), "tasks": [c["task"] for c in ok],
-               "not_pooled": sorted(c["task"] for c in mine if c["status"] == "ok" and c not in ok),
+               "not_pooled": sorted(c["task"] for c in mine if c["status"] == "ok" and id(c) not in pooled_ids),
                "n/a": sorted(c["task"] for c in mine if c["status"] == "n/a"),
                "failed": sorted(c["task"] for c in mine if c["status"] == "failed"),
                "params": next((c["params"] for c in mine if c["params"]), {}),
@@ -504,7 +505,7 @@ def _plot_forest(results: Mapping[str, Any], path: Path) -> None:
         for y, task in zip(ys, tasks):
             c = by.get((r["trick"], task))
             if c is None or c["status"] != "ok" or c["scaled"] is None:
-                why = "n/a" if c is None or c["status"] == "n/a" else (c["status"] if c["status"] != "ok" else "too few seeds")
+                why = "n/a" if c is None else {"ok": "too few seeds"}.get(c["status"], c["status"])
                 ax.text(0.5, y, why, fontsize=7, color="#8c959f", va="center", ha="center",
                         transform=ax.get_yaxis_transform())
                 continue
