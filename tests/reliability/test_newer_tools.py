@@ -469,3 +469,13 @@ def test_report_refuses_the_plugins_a_received_ablation_lists_unless_trusted(pla
     assert not planted.exists()
     assert main(["report", str(out), "--trust"]) == 0
     assert planted.exists()
+
+
+def test_export_killed_inside_its_write_leaves_no_torn_program(trained, tmp_path):
+    import torch
+
+    run = copy_run(trained, tmp_path)
+    assert_killed(forked_cli(["export", str(run)], kill="write:1"))
+    assert not (run / "model.pt2").exists()  # the old file or the new one, never half of one
+    assert main(["export", str(run)]) == 0
+    torch.export.load(run / "model.pt2").module()

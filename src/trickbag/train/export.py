@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trickbag._atomic import atomic_path
+
 __all__ = ["load_run_model", "export_run"]
 
 
@@ -73,5 +75,6 @@ def export_run(run_dir: str | Path, *, weights: str = "best", out: str | Path | 
     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
         raise ValueError("the exported program's outputs differ from the model's; not written")
     out = Path(out) if out is not None else Path(run_dir) / "model.pt2"
-    torch.export.save(program, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:  # a kill or a full disk never leaves half a program
+        torch.export.save(program, f)
     return out
