@@ -479,3 +479,15 @@ def test_export_killed_inside_its_write_leaves_no_torn_program(trained, tmp_path
     assert not (run / "model.pt2").exists()  # the old file or the new one, never half of one
     assert main(["export", str(run)]) == 0
     torch.export.load(run / "model.pt2").module()
+
+
+def test_report_of_a_run_with_a_malicious_model_pt_is_one_line(trained, tmp_path, capsys):
+    import torch
+
+    run = copy_run(trained, tmp_path)
+    proof = tmp_path / "proof-that-code-ran"
+    torch.save({"w": Planted(proof)}, run / "model.pt")
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "refusing to load" in err, err
+    assert not proof.exists()
