@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from trickbag import catalog
 
@@ -47,6 +49,16 @@ def _print_results(results: dict) -> None:
         print(f"stopped: {results['stopped']}")
 
 
+def _finished_results(run_dir: Path) -> dict | None:
+    """The results of a finished run (its ``results.json``, written last and atomically), or
+    None when the run has not finished."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and "wall_time" in results else None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from trickbag.train.config import load_config
     from trickbag.train.distributed import shutdown, world
@@ -55,6 +67,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.overrides:
             raise ValueError("--resume takes the run's own config; do not pass --config or overrides")
+        done = _finished_results(Path(args.resume))
+        if done is not None:  # its results, timing included, stay as they were
+            if world()[0] == 0:
+                print(f"run directory: {args.resume} (already finished; nothing to resume)")
+                _print_results(done)
+            if done.get("diverged"):
+                if world()[0] == 0:
+                    print(f"trickbag train: error: the run diverged; {done.get('kept')}", file=sys.stderr)
+                return 1
+            return 0
         run = resume_run(args.resume)
     else:
         if not args.config:
