@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true", help="also fit temperatures on the validation split")
     p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE (default 15)")
     p.add_argument("--intervals", type=int, default=0, metavar="N", help="bootstrap samples for 95%% intervals (0: none)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--out", default="runs/ensemble", help="folder for reliability.png and ensemble.json")
     p.set_defaults(func=_cmd_ensemble)
 
@@ -422,12 +422,25 @@ def _describe_os_error(exc: OSError) -> str:
     return f"{target_of(str(where))}: {why}" if where is not None else why
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, with ``KEY=VALUE`` overrides accepted anywhere on the line (argparse
+    takes a positional list only in one piece: ``--config c.yaml --out x train.epochs=3`` would
+    leave the override unrecognized)."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if extra and (len(overrides) < len(extra) or not isinstance(getattr(args, "overrides", None), list)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trickbag <verb>``. Bad input, missing files, unreachable or unreadable storage and
     failed writes (read-only or full disks) end with one line on stderr and exit code 2 (with
     ``--debug``, the traceback too); a diverged training run exits with 1."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `trickbag list | head`: the reader left; say nothing more
