@@ -216,7 +216,11 @@ def _cmd_multitask(args: argparse.Namespace) -> int:
     tasks = dict(parse_task(t) for t in args.task)
     if not tasks:
         raise ValueError("give at least one --task NAME=MAP (e.g. --task coarse=fashion_mnist_coarse)")
-    subsets = [int(v) for v in args.subsets.split(",")]
+    try:
+        subsets = [int(v) for v in args.subsets.split(",")]
+    except ValueError:
+        raise ValueError(f"--subsets takes comma-separated training-set sizes such as 500,5000, "
+                         f"got {args.subsets!r}") from None
     result = run(args.config, tasks, main_task=args.main, subsets=subsets, seeds=args.seeds,
                  soft_coefficient=args.soft_coefficient, out=args.out, overrides=args.overrides,
                  main_labels=args.main_labels, progress=not args.quiet)
