@@ -109,8 +109,8 @@ def test_a_skipped_step_runs_no_hook_and_the_noise_counter_stays():
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 @pytest.mark.parametrize("impl", sorted(IMPLS))
 @pytest.mark.parametrize("hooks", sorted(HOOKS))
-def test_fp16_loop_equals_the_fp32_loop_on_cuda(hooks, impl, name):
-    torch.backends.cuda.matmul.allow_tf32 = False
+def test_fp16_loop_equals_the_fp32_loop_on_cuda(hooks, impl, name, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # the fp32 reference without TF32
     expected = _loop("fp32", "for-loop", hooks, device="cuda", name=name)
     got = _loop("fp16", impl, hooks, device="cuda", name=name)
     torch.testing.assert_close(got, expected, rtol=2e-3, atol=1e-7)
