@@ -161,6 +161,28 @@ def test_gan_on_a_full_disk_keeps_results_json_whole(tmp_path):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def numbers(out: Path) -> dict:
+    """Each run's history and final metrics (the timings left out)."""
+    def untimed(row: dict) -> dict:
+        return {k: v for k, v in row.items() if not k.endswith("_time")}
+
+    return {k: ([untimed(h) for h in r["history"]], untimed(r["final"])) for k, r in runs(out).items()}
+
+
+def test_gan_killed_while_writing_results_json_reruns_to_the_same_numbers(tmp_path):
+    small = GAN_CONFIG.replace("seeds: 3", "seeds: 2").replace("steps: 60", "steps: 8").replace("eval_every: 30",
+                                                                                                "eval_every: 4")
+    reference = tmp_path / "reference"
+    assert main(gan_argv(tmp_path, reference, config=small)) == 0
+    out = tmp_path / "gan"
+    # atomic writes: the folder's probe, config.yaml, then per run its samples PNG and results.json
+    assert_killed(forked_cli(gan_argv(tmp_path, out, config=small), kill="write:6"))
+    assert sorted(runs(out)) == ["gan@0"] and [p for p in out.iterdir() if p.name.startswith(".results.json.")]
+    assert main(gan_argv(tmp_path, out, config=small)) == 0
+    assert numbers(out) == numbers(reference)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
