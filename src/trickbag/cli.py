@@ -121,7 +121,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from trickbag.ablation.report import table_text
 
     summary = run(args.config, args.tricks, seeds=args.seeds, budget=args.budget, mode=args.mode, metric=args.metric,
-                  workers=args.workers,
+                  direction=args.direction, workers=args.workers,
                   storage=args.storage, out=args.out, overrides=args.overrides, study_name=args.study,
                   progress=not args.quiet)
     if "rows" in summary:
@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["add-one", "leave-one-out", "grid", "factorial"],
                    help="factorial: a resolution IV fractional factorial screening (main effects and interactions)")
     p.add_argument("--metric", help="final-epoch metric to compare (default val_acc)")
+    p.add_argument("--direction", choices=["max", "min"],
+                   help="is the metric better higher (max) or lower (min)? Default: from its name (loss, error, "
+                        "nll, ece, perplexity: min)")
     p.add_argument("--workers", type=int, help="trials at once on this machine")
     p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")
     p.add_argument("--out", default="runs/ablation", help="output folder (default runs/ablation)")
