@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from trickbag import catalog
 
@@ -47,6 +49,16 @@ def _print_results(results: dict) -> None:
         print(f"stopped: {results['stopped']}")
 
 
+def _finished_results(run_dir: Path) -> dict | None:
+    """The results of a finished run (its ``results.json``, written last and atomically), or
+    None when the run has not finished."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and "wall_time" in results else None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from trickbag.train.config import load_config
     from trickbag.train.distributed import shutdown, world
@@ -55,6 +67,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.overrides:
             raise ValueError("--resume takes the run's own config; do not pass --config or overrides")
+        done = _finished_results(Path(args.resume))
+        if done is not None:  # its results, timing included, stay as they were
+            if world()[0] == 0:
+                print(f"run directory: {args.resume} (already finished; nothing to resume)")
+                _print_results(done)
+            if done.get("diverged"):
+                if world()[0] == 0:
+                    print(f"trickbag train: error: the run diverged; {done.get('kept')}", file=sys.stderr)
+                return 1
+            return 0
         run = resume_run(args.resume)
     else:
         if not args.config:
@@ -99,7 +121,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from trickbag.ablation.report import table_text
 
     summary = run(args.config, args.tricks, seeds=args.seeds, budget=args.budget, mode=args.mode, metric=args.metric,
-                  workers=args.workers,
+                  direction=args.direction, workers=args.workers,
                   storage=args.storage, out=args.out, overrides=args.overrides, study_name=args.study,
                   progress=not args.quiet)
     if "rows" in summary:
@@ -194,7 +216,11 @@ def _cmd_multitask(args: argparse.Namespace) -> int:
     tasks = dict(parse_task(t) for t in args.task)
     if not tasks:
         raise ValueError("give at least one --task NAME=MAP (e.g. --task coarse=fashion_mnist_coarse)")
-    subsets = [int(v) for v in args.subsets.split(",")]
+    try:
+        subsets = [int(v) for v in args.subsets.split(",")]
+    except ValueError:
+        raise ValueError(f"--subsets takes comma-separated training-set sizes such as 500,5000, "
+                         f"got {args.subsets!r}") from None
     result = run(args.config, tasks, main_task=args.main, subsets=subsets, seeds=args.seeds,
                  soft_coefficient=args.soft_coefficient, out=args.out, overrides=args.overrides,
                  main_labels=args.main_labels, progress=not args.quiet)
@@ -280,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["add-one", "leave-one-out", "grid", "factorial"],
                    help="factorial: a resolution IV fractional factorial screening (main effects and interactions)")
     p.add_argument("--metric", help="final-epoch metric to compare (default val_acc)")
+    p.add_argument("--direction", choices=["max", "min"],
+                   help="is the metric better higher (max) or lower (min)? Default: from its name (loss, error, "
+                        "nll, ece, perplexity: min)")
     p.add_argument("--workers", type=int, help="trials at once on this machine")
     p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")
     p.add_argument("--out", default="runs/ablation", help="output folder (default runs/ablation)")

@@ -491,3 +491,17 @@ def test_report_of_a_run_with_a_malicious_model_pt_is_one_line(trained, tmp_path
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "refusing to load" in err, err
     assert not proof.exists()
+
+
+def test_clean_reads_an_older_record_with_todays_defaults(tmp_path):
+    """A probs.json written before a config key existed is the same config (the key's default)."""
+    import json
+
+    out = tmp_path / "clean"
+    assert main(clean_argv(tmp_path, out)) == 0
+    record = json.loads((out / "probs.json").read_text())
+    del record["config"]["train"]["deterministic"]  # as if saved before the key was added
+    (out / "probs.json").write_text(json.dumps(record))
+    before = (out / "probs-mlp.pt").stat().st_mtime_ns
+    assert main(clean_argv(tmp_path, out)) == 0
+    assert (out / "probs-mlp.pt").stat().st_mtime_ns == before  # reused, not recomputed
