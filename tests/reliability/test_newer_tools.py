@@ -435,6 +435,8 @@ def _refused(capsys, needle):
 
 
 def test_a_run_folder_naming_code_is_refused_unless_trusted(planted, tmp_path, capsys):
+    import shutil
+
     import yaml
 
     config = tmp_path / "mine.yaml"
@@ -444,8 +446,10 @@ def test_a_run_folder_naming_code_is_refused_unless_trusted(planted, tmp_path, c
     assert main(["train", "--config", str(config), "--out", str(run)]) == 0  # the user's own config: allowed
     assert planted.read_text() == "data ran"
     planted.unlink()
+    killed = Path(shutil.copytree(run, tmp_path / "killed"))
+    (killed / "results.json").unlink()  # as if killed before the end: --resume would train
     for argv in (["ensemble", str(run), "--out", str(tmp_path / "e")], ["export", str(run)],
-                 ["train", "--resume", str(run)]):
+                 ["train", "--resume", str(killed)]):
         assert main(argv) == 2
         _refused(capsys, "names code to run (data.name: planted_data:load)")
         assert not planted.exists()
