@@ -307,3 +307,17 @@ def test_long_tailed_report_uses_the_same_rule():
     root = Path(__file__).parents[2]
     md = (root / "docs" / "results" / "long_tailed" / "report.md").read_text()
     assert "p (Holm)" not in md and "simultaneous 95% CI (Bonferroni)" in md and "p (Bonferroni)" in md
+
+
+def test_a_diverging_arm_shows_its_failures_end_to_end(tmp_path):
+    """A learning rate of 1e6 diverges on every seed: the row says 3/3 failed, the verdict is not
+    'helps', and the table prints it."""
+    from trickbag.ablation import run
+
+    cfg = {**BASE, "model": {"name": "mlp", "hidden": [8]}, "train": {**BASE["train"], "nan_guard": True}}
+    summary = run(cfg, "sgd:lr=1.0e6", seeds=3, out=tmp_path / "out", progress=False)
+    row = summary["rows"][1]
+    assert (row["failed"], row["tried"]) == (3, 3) and row["verdict"] != "helps"
+    table = (tmp_path / "out" / "table.txt").read_text()
+    assert " 3/3 " in table and " 0/3 " in table
+    assert "Failed trials" in (tmp_path / "out" / "report.md").read_text()
