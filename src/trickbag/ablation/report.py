@@ -571,7 +571,9 @@ def _explain_arms(page: Page, rows, spec, data) -> None:
     page.paragraph(
         f"Verdicts need {MIN_SEEDS} or more paired seeds (with two, the sd of the differences is a single number, "
         "and for a quantised metric often float rounding). A row whose differences have an sd below the metric's "
-        f"resolution ({_resolution_text(rows)}) is undecidable: its t interval would have no width. "
+        f"resolution ({_resolution_text(rows)}) is undecidable: every difference is the same step of it "
+        "(precisely, the sd is below resolution / sqrt(n), the least sd of differences that are not all equal), "
+        "and a t interval would have no width. "
         + ("Failed trials (diverged or crashed) score the worst value any trial reached (intention to treat), so an "
            "arm pays for its failures in the comparison." if spec.failures == "worst" else
            "Failed trials (diverged or crashed) are left out of the comparison, which is then on the seeds that "
