@@ -104,6 +104,10 @@ def paired(reference: Mapping[int, float], arm: Mapping[int, float], *, confiden
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN.
 
+    Not the ablation report's rule (``bonferroni``, whose verdicts match the simultaneous intervals
+    drawn): Holm is more powerful but has no matching intervals, so a verdict from it must be
+    named as Holm's wherever it is shown beside an interval.
+
     Example:
         >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
         [0.03, 0.06, 0.06]
