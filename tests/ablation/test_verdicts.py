@@ -208,15 +208,24 @@ def test_skewed_differences_name_the_outlying_seed_and_mark_the_tests_disagreein
     the report names that seed."""
     rng = np.random.default_rng(4)
     sp = spec("mixup")
-    named = seen = 0
-    for _ in range(200):
+    named = seen = covered = 0
+    missed_unflagged = 0
+    reps = 200
+    for _ in range(reps):
         collapse = rng.random(5) < 0.2
         ref = {s: float(0.8 + rng.normal(0, 0.004) - 0.2 * collapse[s]) for s in range(5)}
         arm = {s: float(0.8 + rng.normal(0, 0.004)) for s in range(5)}
+        row = fast_rows(data(sp, [ref, arm]))[1]
+        hit = row["low"] <= 0.2 * 0.2 <= row["high"]  # the true mean difference: 0.2 x the collapse
+        covered += hit
         if collapse.sum() == 1:
             seen += 1
-            named += fast_rows(data(sp, [ref, arm]))[1]["outliers"] == [int(np.flatnonzero(collapse)[0])]
+            named += row["outliers"] == [int(np.flatnonzero(collapse)[0])]
+            missed_unflagged += not hit and not row["outliers"]
     assert seen > 40 and named / seen >= 0.9
+    # skew breaks the t interval's coverage (the issue measured 66% at 5 seeds); the report cannot
+    # fix that, but a miss caused by one observed collapse is flagged
+    assert covered / reps < 0.8 and missed_unflagged <= 0.1 * seen
     # eight seeds: all positive with one huge (skewed): the sign-flip test rejects, the t-test does not
     ref = {s: 0.5 for s in range(8)}
     arm = {s: 0.5 + (0.3 if s == 7 else 0.01 + 0.001 * s) for s in range(8)}
