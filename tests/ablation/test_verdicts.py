@@ -208,15 +208,24 @@ def test_skewed_differences_name_the_outlying_seed_and_mark_the_tests_disagreein
     the report names that seed."""
     rng = np.random.default_rng(4)
     sp = spec("mixup")
-    named = seen = 0
-    for _ in range(200):
+    named = seen = covered = 0
+    missed_unflagged = 0
+    reps = 200
+    for _ in range(reps):
         collapse = rng.random(5) < 0.2
         ref = {s: float(0.8 + rng.normal(0, 0.004) - 0.2 * collapse[s]) for s in range(5)}
         arm = {s: float(0.8 + rng.normal(0, 0.004)) for s in range(5)}
+        row = fast_rows(data(sp, [ref, arm]))[1]
+        hit = row["low"] <= 0.2 * 0.2 <= row["high"]  # the true mean difference: 0.2 x the collapse
+        covered += hit
         if collapse.sum() == 1:
             seen += 1
-            named += fast_rows(data(sp, [ref, arm]))[1]["outliers"] == [int(np.flatnonzero(collapse)[0])]
+            named += row["outliers"] == [int(np.flatnonzero(collapse)[0])]
+            missed_unflagged += not hit and not row["outliers"]
     assert seen > 40 and named / seen >= 0.9
+    # skew breaks the t interval's coverage (the issue measured 66% at 5 seeds); the report cannot
+    # fix that, but a miss caused by one observed collapse is flagged
+    assert covered / reps < 0.8 and missed_unflagged <= 0.1 * seen
     # eight seeds: all positive with one huge (skewed): the sign-flip test rejects, the t-test does not
     ref = {s: 0.5 for s in range(8)}
     arm = {s: 0.5 + (0.3 if s == 7 else 0.01 + 0.001 * s) for s in range(8)}
@@ -307,3 +316,17 @@ def test_long_tailed_report_uses_the_same_rule():
     root = Path(__file__).parents[2]
     md = (root / "docs" / "results" / "long_tailed" / "report.md").read_text()
     assert "p (Holm)" not in md and "simultaneous 95% CI (Bonferroni)" in md and "p (Bonferroni)" in md
+
+
+def test_a_diverging_arm_shows_its_failures_end_to_end(tmp_path):
+    """A learning rate of 1e6 diverges on every seed: the row says 3/3 failed, the verdict is not
+    'helps', and the table prints it."""
+    from trickbag.ablation import run
+
+    cfg = {**BASE, "model": {"name": "mlp", "hidden": [8]}, "train": {**BASE["train"], "nan_guard": True}}
+    summary = run(cfg, "sgd:lr=1.0e6", seeds=3, out=tmp_path / "out", progress=False)
+    row = summary["rows"][1]
+    assert (row["failed"], row["tried"]) == (3, 3) and row["verdict"] != "helps"
+    table = (tmp_path / "out" / "table.txt").read_text()
+    assert " 3/3 " in table and " 0/3 " in table
+    assert "Failed trials" in (tmp_path / "out" / "report.md").read_text()

@@ -251,7 +251,7 @@ def _factorial_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
             v = "synergy" if v == "helps" else "interference"
         rows.append({"label": est.label, "kind": est.kind, "n": len(seeds), "effect": est.effect, "low": est.ci_low,
                      "high": est.ci_high, "p": est.p_value, "p_adj": est.p_adjusted, "verdict": v, "df": est.df,
-                     "se": est.se, "design": "factorial"})
+                     "se": est.se, "design": "factorial", "direction": spec.direction})
     return rows
 
 
@@ -287,7 +287,7 @@ def direction_line(rows: list[dict[str, Any]], metric: str) -> str:
 def table_text(rows: list[dict[str, Any]], metric: str) -> str:
     """The results table as the terminal prints it (and the README shows it), with a legend."""
     if any("kind" in r for r in rows):
-        return _factorial_text(rows)
+        return _factorial_text(rows, metric)
     tested = [r for r in rows if not r["reference"]]
     design = tested[0]["design"] if tested else "fixed"
     m = tested[0]["m"] if tested else 0
@@ -334,7 +334,7 @@ def table_text(rows: list[dict[str, Any]], metric: str) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _factorial_text(rows: list[dict[str, Any]]) -> str:
+def _factorial_text(rows: list[dict[str, Any]], metric: str = "") -> str:
     w = max([24] + [len(r["label"]) for r in rows])
     lines = [f"{'effect':<{w}} {'estimate':>9} {'95% CI (simultaneous)':>21} {'p(adj)':>7}  verdict"]
     for r in rows:
@@ -343,6 +343,8 @@ def _factorial_text(rows: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"{r['label']:<{w}} {_num(r['effect'], 9)} {'[' + _num(r['low'], 0) + ', ' + _num(r['high'], 0) + ']':>21} "
                      f"{_num(r['p_adj'], 7, '.3f')}  {r['verdict']}")
+    if direction_line(rows, metric):
+        lines += ["", direction_line(rows, metric)]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -571,7 +573,9 @@ def _explain_arms(page: Page, rows, spec, data) -> None:
     page.paragraph(
         f"Verdicts need {MIN_SEEDS} or more paired seeds (with two, the sd of the differences is a single number, "
         "and for a quantised metric often float rounding). A row whose differences have an sd below the metric's "
-        f"resolution ({_resolution_text(rows)}) is undecidable: its t interval would have no width. "
+        f"resolution ({_resolution_text(rows)}) is undecidable: every difference is the same step of it "
+        "(precisely, the sd is below resolution / sqrt(n), the least sd of differences that are not all equal), "
+        "and a t interval would have no width. "
         + ("Failed trials (diverged or crashed) score the worst value any trial reached (intention to treat), so an "
            "arm pays for its failures in the comparison." if spec.failures == "worst" else
            "Failed trials (diverged or crashed) are left out of the comparison, which is then on the seeds that "

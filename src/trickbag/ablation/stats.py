@@ -104,6 +104,10 @@ def paired(reference: Mapping[int, float], arm: Mapping[int, float], *, confiden
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN.
 
+    Not the ablation report's rule (``bonferroni``, whose verdicts match the simultaneous intervals
+    drawn): Holm is more powerful but has no matching intervals, so a verdict from it must be
+    named as Holm's wherever it is shown beside an interval.
+
     Example:
         >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
         [0.03, 0.06, 0.06]
@@ -177,16 +181,18 @@ def interval_verdict(n: int, low: float, high: float, *, maximize: bool, min_n: 
     return f"no evidence at {n} seeds"
 
 
-def _below_resolution(sd: float, resolution: float, scale: float = 1.0) -> bool:
-    """Is this sd of paired differences below what the metric can resolve (or float rounding)?"""
-    floor = max(resolution, 1e-9 * max(1.0, abs(scale)))
+def _below_resolution(sd: float, resolution: float, scale: float = 1.0, n: int = 1) -> bool:
+    """Is this sd of ``n`` paired differences below what the metric can resolve (or float rounding)?
+    On a grid of step ``q`` the smallest sd of differences that are not all equal is ``q / sqrt(n)``
+    (one of them a step off), so an sd below that means every difference is the same grid value."""
+    floor = max(resolution / math.sqrt(max(n, 1)), 1e-9 * max(1.0, abs(scale)))
     return sd == sd and sd < floor
 
 
 def _flat(n: int, sd: float, mean: float, resolution: float) -> str | None:
     """The verdict of differences whose sd is below the metric's resolution: none (``undecidable``),
     unless they are all ~0 (the arm equals the reference on every seed: no evidence); else None."""
-    if not _below_resolution(sd, resolution, mean):
+    if not _below_resolution(sd, resolution, mean, n):
         return None
     if abs(mean) <= max(resolution / 2, 1e-12):
         return f"no evidence at {n} seeds"
@@ -203,7 +209,9 @@ def arm_verdict(n: int, low: float, high: float, *, maximize: bool, sd: float = 
     """The ablation report's verdict of one arm: :func:`interval_verdict` of the interval drawn, with
     three guards. No verdict below ``min_n`` paired seeds; ``undecidable`` when the sd of the paired
     differences is below the metric's ``resolution`` (an accuracy over N examples moves in steps of
-    1/N: equal differences give an sd of float rounding, and a t interval of zero width); and an
+    1/N: equal differences give an sd of float rounding, and a t interval of zero width; precisely,
+    below ``resolution / sqrt(n)``, the least sd of differences on that grid that are not all
+    equal, so a real spread of one step still counts); and an
     arm with ``failed`` trials (of ``seeds`` tried), compared on its survivors, is never called
     ``helps`` (divergence is an outcome too).
 
@@ -324,7 +332,7 @@ def outlying_seeds(diffs: Mapping[int, float], *, alpha: float = 0.05, resolutio
         return []
     x = np.array(list(diffs.values()), dtype=float)
     sd = float(x.std(ddof=1))
-    if not np.isfinite(x).all() or _below_resolution(sd, resolution, float(np.abs(x).max())):
+    if not np.isfinite(x).all() or _below_resolution(sd, resolution, float(np.abs(x).max()), n):
         return []
     dev = np.abs(x - x.mean()) / sd
     t = float(_stats().t.ppf(1 - alpha / (2 * n), n - 2))
