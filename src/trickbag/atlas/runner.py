@@ -274,6 +274,10 @@ def collect_cells(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     meta = json.loads(path.read_text())
     suite = load_suite(meta["suite_dict"], root=meta.get("suite_root", "."))
     cells = plan_cells(suite, check=False)
+    for c in cells:  # the cells found n/a when the atlas was planned (those that did not build)
+        reason = meta.get("na", {}).get(f"{c.task.name}|{c.arm}")
+        if reason is not None:
+            c.spec, c.reason, c.params = None, reason, None
     store = _study.open_storage(_study.existing_storage(meta["storage"], out))
     planned = _study.PlannedStudy(store, meta["study"], "maximize", [], meta["plan_id"])
     planned.open(create=False)
@@ -359,7 +363,9 @@ def run(
     raw = _raw_suite(raw_source)
     write_json(out / "atlas.json", {"storage": _study.portable_url(url, out), "study": name, "plan_id": plan_id,
                                     "suite": suite.path, "suite_dict": raw[0], "suite_root": raw[1],
-                                    "seeds": suite.seeds, "budget": suite.budget, "provenance": provenance()},
+                                    "seeds": suite.seeds, "budget": suite.budget,
+                                    "na": {f"{c.task.name}|{c.arm}": c.reason for c in cells if not c.applies},
+                                    "provenance": provenance()},
                default=str)
     if planned.study.user_attrs.get("started") is None:
         planned.study.set_user_attr("started", time.time())
@@ -405,7 +411,7 @@ def write_atlas_report(out: Path, suite: Suite, records: list[dict[str, Any]], *
         return None
     if bar:
         bar.line("writing the report ...")
-    units = {t.name: t.metric for t in suite.tasks}
+    units = {t.metric: "fraction" for t in suite.tasks if t.metric.endswith("acc")}  # accuracies are fractions
     about = {"tasks": {t.name: {"config": t.source, "metric": t.metric, "about": t.about} for t in suite.tasks},
              "tricks": {k.name: {"card": k.card, "about": k.about} for k in suite.tricks},
              "seeds": suite.seeds, "budget": suite.budget, "provenance": provenance()}
