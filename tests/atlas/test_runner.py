@@ -27,7 +27,10 @@ BASE = {
 }
 
 
-def write_suite(tmp_path, *, seeds=2, budget=None, num_train=192, epochs=2, tricks=None):
+LS_ONLY = {"ls": {"tricks": [{"label_smoothing": {"smoothing": 0.1}}]}}
+
+
+def write_suite(tmp_path, *, seeds=2, budget=None, num_train=96, epochs=1, tricks=None):
     base = {**BASE, "data": {**BASE["data"], "options": {**BASE["data"]["options"], "num_train": num_train}},
             "train": {**BASE["train"], "epochs": epochs}}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
@@ -59,14 +62,14 @@ def trials(out: Path):
 
 
 def test_every_cell_is_paired_with_its_task_baseline_and_na_cells_run_nothing(tmp_path, capsys):
-    summary = run(write_suite(tmp_path), out=tmp_path / "out", workers=1, report=False)
+    summary = run(write_suite(tmp_path, num_train=192, epochs=2), out=tmp_path / "out", workers=1, report=False)
     cells = {(c["task"], c["trick"]): c for c in summary["cells"]}
     assert len(cells) == 8  # 2 tasks x 4 tricks, baselines are not cells
     assert cells[("flat", "blurpool")]["status"] == "n/a" and "changes nothing" in cells[("flat", "blurpool")]["reason"]
     assert cells[("flat", "dropout")]["status"] == "n/a" and "not applied" in cells[("flat", "dropout")]["reason"]
     assert cells[("img", "blurpool")]["status"] == "ok"
-    # 2 tasks: baseline + 3 applicable arms on img, baseline + 2 on flat; 2 seeds each
-    assert summary["counts"] == {"planned": 14, "done": 14, "running": 0}
+    # baseline + 4 arms on img, baseline + 2 on flat; 2 seeds each
+    assert summary["counts"] == {"planned": 16, "done": 16, "running": 0}
     for key, c in cells.items():
         if c["status"] == "ok":
             assert c["seeds"] == [0, 1] and c["metric"] == "test_acc" and c["direction"] == "maximize"
@@ -79,10 +82,11 @@ def test_every_cell_is_paired_with_its_task_baseline_and_na_cells_run_nothing(tm
     assert cells[("img", "ls")]["params"] == {"label_smoothing": {"smoothing": 0.1}}
     assert cells[("img", "dropout")]["params"] == {"set": ["model.dropout=0.2"]}
     err = capsys.readouterr().err
-    assert "[14/14]" in err and "ETA" in err
+    assert "[16/16]" in err and "ETA" in err
     # a rerun of a finished atlas trains nothing and reads the same cells back
     _, before, _ = trials(tmp_path / "out")
-    again = run(write_suite(tmp_path), out=tmp_path / "out", workers=1, report=False, progress=False)
+    again = run(write_suite(tmp_path, num_train=192, epochs=2), out=tmp_path / "out", workers=1, report=False,
+                progress=False)
     _, after, _ = trials(tmp_path / "out")
     assert {k: t.number for k, t in before.items()} == {k: t.number for k, t in after.items()}
     assert again["cells"] == summary["cells"]
@@ -105,20 +109,20 @@ def test_fold_key_sets_the_fold_from_the_seed(tmp_path):
 
 
 def test_the_budget_is_respected(tmp_path):
-    with pytest.raises(ValueError, match=r"the plan is 14 trials .* over the budget of 10"):
+    with pytest.raises(ValueError, match=r"the plan is 16 trials .* over the budget of 10"):
         run(write_suite(tmp_path, budget=10), out=tmp_path / "a", progress=False, report=False)
     assert not (tmp_path / "a").exists()
-    summary = run(write_suite(tmp_path, seeds="auto", budget=30), out=tmp_path / "b", workers=1, progress=False,
-                  report=False)
-    assert 0 < summary["counts"]["done"] <= 30
+    summary = run(write_suite(tmp_path, seeds="auto", budget=14, tricks=LS_ONLY), out=tmp_path / "b", workers=1,
+                  progress=False, report=False)
+    assert 8 <= summary["counts"]["done"] <= 14  # at least the first look (2 seeds x 4 arms), never over the budget
     _, _, slots = trials(tmp_path / "b")
-    assert len(slots) == len(set(slots)) <= 30
+    assert len(slots) == len(set(slots)) == summary["counts"]["done"]
     with pytest.raises(ValueError, match="needs --budget"):
         run(write_suite(tmp_path, seeds="auto"), out=tmp_path / "c", progress=False, report=False)
 
 
 def test_sigkill_loses_only_trials_in_flight_and_a_rerun_repeats_nothing(tmp_path):
-    suite = write_suite(tmp_path, seeds=3, num_train=1600, epochs=3)
+    suite = write_suite(tmp_path, seeds=3, num_train=800, epochs=2, tricks=LS_ONLY)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "trickbag", "atlas", "--suite", str(suite), "--out", str(out), "--workers", "2",
            "--quiet"]
@@ -132,18 +136,18 @@ def test_sigkill_loses_only_trials_in_flight_and_a_rerun_repeats_nothing(tmp_pat
                 _, done, _ = trials(out)
             except Exception:
                 continue
-            if len(done) >= 4:
+            if len(done) >= 3:
                 break
     import os
 
     os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes, mid-run
     proc.wait(timeout=30)
     _, at_kill, _ = trials(out)
-    assert 4 <= len(at_kill) < 21, "kill the atlas part way through"
+    assert 3 <= len(at_kill) < 12, "kill the atlas part way through"
     resumed = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study, by_slot, slots = trials(out)
-    assert len(slots) == len(set(slots)) == 21  # every slot finished exactly once
+    assert len(slots) == len(set(slots)) == 12  # every slot finished exactly once
     for slot, t in at_kill.items():  # finished trials were not repeated
         assert by_slot[slot].number == t.number and by_slot[slot].datetime_complete == t.datetime_complete
     failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
@@ -151,7 +155,7 @@ def test_sigkill_loses_only_trials_in_flight_and_a_rerun_repeats_nothing(tmp_pat
 
 
 def test_two_processes_share_one_atlas_through_postgresql(tmp_path, postgres_url):
-    suite = write_suite(tmp_path, seeds=3)
+    suite = write_suite(tmp_path, seeds=3, tricks=LS_ONLY)
     procs = [subprocess.Popen([sys.executable, "-m", "trickbag", "atlas", "--suite", str(suite), "--storage", postgres_url,
                                "--out", str(tmp_path / f"machine{i}"), "--study", "shared", "--workers", "1", "--quiet"],
                               env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -164,7 +168,7 @@ def test_two_processes_share_one_atlas_through_postgresql(tmp_path, postgres_url
     study = optuna.load_study(study_name="shared", storage=_study.storage_url(postgres_url, tmp_path))
     complete = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     slots = [t.user_attrs["slot"] for t in complete]
-    assert len(slots) == len(set(slots)) == 21  # 7 arms x 3 seeds, each exactly once
+    assert len(slots) == len(set(slots)) == 12  # 4 arms x 3 seeds, each exactly once
     assert not [t for t in study.get_trials() if t.state != optuna.trial.TrialState.COMPLETE
                 and "discarded" not in t.user_attrs]
     assert len({t.user_attrs["worker"] for t in complete}) == 2  # both processes did work
@@ -174,7 +178,7 @@ def test_two_processes_share_one_atlas_through_postgresql(tmp_path, postgres_url
 
 
 def test_the_cli_runs_an_atlas(tmp_path, capsys):
-    assert main(["atlas", "--suite", str(write_suite(tmp_path, seeds=1)), "--out", str(tmp_path / "out"),
-                 "--workers", "1", "--quiet"]) == 0
-    assert "7 of 7 trials done" in capsys.readouterr().out
+    assert main(["atlas", "--suite", str(write_suite(tmp_path, seeds=1, tricks=LS_ONLY)), "--out",
+                 str(tmp_path / "out"), "--workers", "1", "--quiet"]) == 0
+    assert "4 of 4 trials done" in capsys.readouterr().out
     assert main(["atlas", "--suite", str(write_suite(tmp_path)), "--out", str(tmp_path / "x"), "--seeds", "0"]) == 2

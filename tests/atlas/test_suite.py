@@ -38,7 +38,7 @@ def test_a_good_suite_reads_back_with_its_defaults(tmp_path):
     assert sorted(t.name for t in s.tasks) == ["flat", "img"] and s.seeds == 2
     assert s.task("flat").config.model["name"] == "mlp"
     assert all(t.direction == "maximize" and t.metric == "test_acc" for t in s.tasks)
-    ema = s.tricks[1]
+    ema = next(k for k in s.tricks if k.name == "ema")
     assert ema.applies("img") and not ema.applies("flat")
     assert s.plan_id() == load_suite(suite(tmp_path)).plan_id()
     assert load_suite(suite(tmp_path, metric="test_loss")).tasks[0].direction == "minimize"  # trickbag.loop.metric_mode
@@ -53,7 +53,7 @@ def test_a_good_suite_reads_back_with_its_defaults(tmp_path):
     ({"tricks": {"ema": {"tricks": ["ema"], "per_task": {"imgx": {}}}}}, "unknown key in trick 'ema': per_task 'imgx'"),
     ({"tricks": {"nothing": {}}}, "trick 'nothing' adds nothing"),
     ({"tasks": {"img": {"config": "missing.yaml"}}}, "task 'img': config file not found"),
-    ({"tasks": {"img": {"config": "base.yaml", "overrides": ["model.widht=3"]}}}, "task 'img':"),
+    ({"tasks": {"img": {"config": "base.yaml", "overrides": ["train.epoch=3"]}}}, "task 'img': unknown"),
     ({"seeds": 0}, "seeds must be an integer >= 1, got 0"),
     ({"seeds": "auto"}, "seeds: auto needs a budget"),
     ({"tricks": None}, "the suite names no tricks"),

@@ -5,6 +5,7 @@ ablation's trial code, then the report (``trickbag.atlas.report.write_report``).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
@@ -426,7 +427,7 @@ def _raw_suite(source) -> tuple[dict[str, Any] | None, str]:
     if source is None:
         return None, "."
     path = Path(source)
-    return yaml_read(path), str(path.parent.resolve())
+    return yaml_read(path), os.path.relpath(path.parent.resolve())  # relative: no machine's paths in the folder
 
 
 def yaml_read(path: Path) -> dict[str, Any]:
