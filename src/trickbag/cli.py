@@ -130,6 +130,22 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    if not args.quiet:
+        print(f"trickbag atlas: starting ({args.suite})", file=sys.stderr, flush=True)
+    import shlex
+
+    from trickbag.atlas import run
+
+    command = "trickbag atlas " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    summary = run(args.suite, out=args.out, workers=args.workers, storage=args.storage, budget=args.budget,
+                  seeds=args.seeds, study_name=args.study, progress=not args.quiet, command=command)
+    counts = summary["counts"]
+    print(f"atlas: {counts['done']} of {counts['planned']} trials done in {summary['wall_time'] / 60:.1f} min; "
+          f"cells in {summary['out']}/cells.json" + ("; report: " + summary["out"] + "/report.md" if summary.get("report") else ""))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -315,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("atlas", help="which tricks help where: tasks x tricks, paired seeds, pooled across tasks")
+    p.add_argument("--suite", required=True, help="the suite YAML (tasks, tricks; configs/atlas_cpu.yaml)")
+    p.add_argument("--out", default="runs/atlas", help="output folder (default runs/atlas)")
+    p.add_argument("--workers", type=int, help="trials at once on this machine (default: the suite's)")
+    p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")
+    p.add_argument("--budget", type=int, help="the most trials of the whole atlas")
+    p.add_argument("--seeds", type=_seeds, help="paired seeds per cell (default: the suite's), or auto within --budget")
+    p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    p.set_defaults(func=_cmd_atlas)
 
     p = sub.add_parser("search", help="hyper-parameter search: random, log-scale, coarse to fine, with warnings")
     p.add_argument("--config", required=True, help="the base run config (its search: section gives defaults)")

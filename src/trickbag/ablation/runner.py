@@ -197,6 +197,7 @@ def _check_arms_build(spec: AblationSpec) -> None:
     does not report, fails before the first trial, not in every trial."""
     from trickbag.ablation.trial import _splits
     from trickbag.train.build import apply_tricks, build_run, check_names
+    from trickbag.train.callbacks.base import check_compatible
 
     configs = []
     for arm in spec.arms:
@@ -209,6 +210,7 @@ def _check_arms_build(spec: AblationSpec) -> None:
         cfg.train.device = "cpu"
         try:
             built = build_run(cfg, splits=splits)
+            check_compatible(built.trainer.callbacks)  # tricks that would fight (two lr owners ...) fail here too
         except ValueError as exc:
             raise ValueError(f"arm {arm.label!r} does not build: {exc}") from None
         names = built.metric_names()

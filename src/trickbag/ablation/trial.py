@@ -50,7 +50,7 @@ def _device(cfg) -> str | None:
 
 def final_metric(results: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
     """(the metric's final value, None) or (None, why it is missing) from ``Run.fit()``'s results."""
-    final = results["final"]
+    final = {**results.get("test", {}), **results["final"]}  # the test split's: evaluated once, at the end
     if metric not in final:
         numeric = sorted(k for k, v in final.items() if isinstance(v, (int, float)))
         return None, f"metric {metric!r} is not reported by this run; available: {numeric}"
