@@ -3,6 +3,7 @@ kill left before its first file, bad YAML in overrides, overrides anywhere on th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -390,6 +391,7 @@ def test_two_processes_looking_at_once_queue_the_next_round_once(tmp_path):
 
 PLANTED = '''
 import os
+import json
 from pathlib import Path
 
 import torch
@@ -407,6 +409,7 @@ def load(n=120):
 '''
 PLUGIN = '''
 import os
+import json
 from pathlib import Path
 
 Path(os.environ["TRICKBAG_TEST_MARK"]).write_text("plugin imported")
@@ -509,3 +512,52 @@ def test_clean_reads_an_older_record_with_todays_defaults(tmp_path):
     before = (out / "probs-mlp.pt").stat().st_mtime_ns
     assert main(clean_argv(tmp_path, out)) == 0
     assert (out / "probs-mlp.pt").stat().st_mtime_ns == before  # reused, not recomputed
+
+
+def _atlas_copy(suite: str, out: str, together) -> None:
+    import sys
+
+    from trickbag import _study
+    from trickbag.atlas import run
+
+    reads = _study.PlannedStudy._trials
+
+    def slow(self, states=None):
+        """add_slots's first read waits for the other copy (2 s at most: under the study lock it
+        cannot come), then dawdles, so that without the lock both would queue the first round."""
+        found = reads(self, states)
+        if sys._getframe(1).f_code.co_name == "add_slots" and not together.broken:
+            try:
+                together.wait(timeout=2)
+            except Exception:  # noqa: BLE001 - BrokenBarrierError: the other copy waits for the lock
+                pass
+            together.abort()
+            found = reads(self, states)
+            __import__("time").sleep(0.3)
+        return found
+
+    _study.PlannedStudy._trials = slow
+    run(suite, out=out, workers=1, heartbeat_interval=0.2, progress=False, report=False)
+
+
+def test_two_atlas_copies_on_one_folder_queue_each_round_once(tmp_path):
+    """``seeds: auto`` in the atlas plans its rounds as the ablation does: two copies started
+    together on one SQLite folder never queue a slot twice nor pass the budget."""
+    import multiprocessing
+
+    import optuna
+    import yaml
+
+    config = write_config(tmp_path, {"epochs": 1, "checkpoint_every_epochs": None}, tricks=[])
+    suite = tmp_path / "suite.yaml"  # one task, 2 arms: 4 trials at the first look
+    suite.write_text(yaml.safe_dump({"name": "tiny", "seeds": "auto", "budget": 10, "metric": "test_acc",
+                                     "tasks": {"flat": {"config": config.name}},
+                                     "tricks": {"ls": {"tricks": [{"label_smoothing": {"smoothing": 0.1}}]}}}))
+    out = tmp_path / "atlas"
+    _two_processes(tmp_path, _atlas_copy, str(suite), str(out), multiprocessing.get_context("fork").Barrier(2))
+    meta = json.loads((out / "atlas.json").read_text())
+    from trickbag import _study
+
+    study = optuna.load_study(study_name=meta["study"], storage=_study.existing_storage(meta["storage"], out))
+    slots = [t.user_attrs["slot"] for t in study.get_trials()]
+    assert len(slots) == len(set(slots)) <= 10, sorted(slots)
