@@ -415,13 +415,9 @@ def _next_round(spec: AblationSpec, planned: _study.PlannedStudy, bar: _Progress
     """Queue the adaptive design's next trials; returns how many (0: every arm decided, or the budget spent)."""
     from trickbag.ablation.adaptive import next_trials
 
-    # Under the study lock, reading the trials afresh: two processes (or machines) that finish a
-    # round together would otherwise both queue the next one (two copies ran 16 trials for a
-    # budget of 14). Trials still waiting or running, queued by another process, are run (or
-    # waited for) before the next look.
-    with _study.study_lock(planned.storage, planned.name):
-        planned.slots = planned.stored_slots()
-        pending = planned.pending()
+    # Under the study lock, from a fresh read: two processes that finish a round together would
+    # otherwise both queue the next one (two copies ran 16 trials for a budget of 14).
+    with planned.planning() as pending:
         if pending:
             return pending
         values, attempted = _observed(spec, planned)

@@ -215,11 +215,7 @@ def _next_round(suite: Suite, cells: list[Cell], planned: _study.PlannedStudy, b
     all arms); returns how many trials were queued."""
     from trickbag.ablation.adaptive import next_trials
 
-    # As in the ablation's planner: under the study lock, from a fresh read, and not while trials of
-    # another process wait or run, so that processes sharing the atlas queue each round once.
-    with _study.study_lock(planned.storage, planned.name):
-        planned.slots = planned.stored_slots()
-        pending = planned.pending()
+    with planned.planning() as pending:  # as the ablation's planner: each round queued once
         if pending:
             return pending
         values, tried = _observed(cells, planned)
