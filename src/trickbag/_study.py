@@ -311,6 +311,20 @@ class PlannedStudy:
         planned = {s["slot"] for s in self.slots}
         return {"planned": len(planned), "done": len(done & planned), "running": len(running & planned)}
 
+    def pending(self) -> int:
+        """How many trials of the study wait or run (on any worker)."""
+        S = self.optuna.trial.TrialState
+        return len(self._trials((S.WAITING, S.RUNNING)))
+
+    @contextlib.contextmanager
+    def planning(self) -> Iterator[int]:
+        """The next look of an adaptive design: hold the study lock, read every process's slots
+        afresh and yield how many trials still wait or run (plan nothing then: run or wait for
+        them first). Two processes that finish a round together thus queue the next one once."""
+        with study_lock(self.storage, self.name):
+            self.slots = self.stored_slots()
+            yield self.pending()
+
     def completed(self) -> list[Any]:
         S = self.optuna.trial.TrialState
         seen, out = set(), []

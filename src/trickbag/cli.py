@@ -435,7 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=debug_help)
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    for verb in FOLDER_READERS:  # verbs that read a config from a run or results folder
+        sub.choices[verb].add_argument(
+            "--trust", action="store_true", help="run the code (plugins, package.module:callable) that the "
+            "folder's config names; a received folder is code, as a pickle is (default: refuse)")
     return parser
+
+
+FOLDER_READERS = ("train", "ensemble", "export", "report")
 
 
 def _describe_os_error(exc: OSError) -> str:
@@ -476,6 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
     try:
+        if getattr(args, "trust", False):
+            from trickbag.train.config import trusted
+
+            with trusted():
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `trickbag list | head`: the reader left; say nothing more
         import os

@@ -3,6 +3,7 @@ kill left before its first file, bad YAML in overrides, overrides anywhere on th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,304 @@ def test_a_truncated_tar_gz_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "pack.tar.gz: the archive is damaged or cut short" in err, err
+
+
+# ---- ablate --seeds auto: two processes on one folder stay within the budget ---------------------
+
+def _slow_add_slots(sleep: float) -> None:
+    """Widen the window between ``add_slots`` reading the study's trials and queueing more."""
+    import sys
+    import time
+
+    from trickbag import _study
+
+    reads = _study.PlannedStudy._trials
+
+    def slow(self, states=None):
+        found = reads(self, states)
+        if sys._getframe(1).f_code.co_name == "add_slots":
+            time.sleep(sleep)
+        return found
+
+    _study.PlannedStudy._trials = slow
+
+
+def _child(log: str, fn, *args) -> None:
+    import os
+    import sys
+
+    sys.stderr = open(log, "w")  # noqa: SIM115 - the process ends here
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported through the log
+        print(repr(exc), file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _two_processes(tmp_path, fn, *args, timeout: float = 300) -> None:
+    """Run ``fn(*args)`` in two forked processes at once; both must succeed."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_child, args=(str(tmp_path / f"log{i}"), fn, *args)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    for i, p in enumerate(procs):
+        assert p.exitcode == 0, (tmp_path / f"log{i}").read_text()[-3000:]
+
+
+def _adaptive_copy(config: str, out: str, budget: int) -> None:
+    from trickbag.ablation import run
+
+    _slow_add_slots(0.3)
+    run(config, "flooding:b=0.0", seeds="auto", budget=budget, out=out, heartbeat_interval=0.2, progress=False,
+        report=False)
+
+
+def _all_trials(out):
+    import json
+
+    import optuna
+
+    from trickbag import _study
+
+    meta = json.loads((out / "ablation.json").read_text())
+    return optuna.load_study(study_name=meta["study"], storage=_study.storage_url(meta["storage"], out)).get_trials()
+
+
+def test_two_adaptive_copies_on_one_folder_never_exceed_the_budget(tmp_path):
+    """Two copies of the same ``--seeds auto`` command on one SQLite folder. Flooding at b = 0
+    equals the baseline exactly, so it is never decided and the design spends its whole budget:
+    8 trials (4 seeds x 2 arms) at the first look, then 2 more."""
+    import optuna
+
+    config = write_config(tmp_path, {"epochs": 1, "checkpoint_every_epochs": None}, tricks=[])
+    out, budget = tmp_path / "ablation", 10
+    _two_processes(tmp_path, _adaptive_copy, str(config), str(out), budget)
+    done = [t.user_attrs["slot"] for t in _all_trials(out) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == len(set(done)) == budget, sorted(done)  # every slot once, the budget exactly
+
+
+def _next_round_at_once(out: str, config: str, budget: int, together) -> None:
+    from trickbag.ablation.runner import _next_round, _Progress
+
+    planned, spec = _adaptive_study(out, config, budget)
+    _slow_add_slots(0.5)
+    together.wait(timeout=60)
+    _next_round(spec, planned, _Progress(False))
+
+
+def _adaptive_study(out, config, budget):
+    from trickbag import _study
+    from trickbag.ablation.runner import spec_from_config
+    from trickbag.train.config import load_config
+
+    spec = spec_from_config(load_config(config), tricks="flooding:b=0.0", seeds="auto", budget=budget)
+    planned = _study.PlannedStudy(_study.open_storage(_study.storage_url(None, out)), "adaptive", spec.direction, [],
+                                  spec.plan_id())
+    planned.open()
+    return planned, spec
+
+
+def test_two_processes_looking_at_once_queue_the_next_round_once(tmp_path):
+    """The race itself, made certain: the first round done, two processes plan the next one at
+    the same moment (the planner's reads slowed down). Only one may queue it."""
+    import multiprocessing
+
+    import optuna
+
+    from trickbag.ablation.runner import _next_round, _Progress
+
+    config = write_config(tmp_path, tricks=[])
+    out, budget = tmp_path / "ablation", 10
+    out.mkdir()
+    planned, spec = _adaptive_study(out, config, budget)
+    assert _next_round(spec, planned, _Progress(False)) == 8  # the first look: 4 seeds x 2 arms
+    while (trial := planned.claim()) is not None:  # the same metric in both arms: never decided
+        planned.finish(trial, 0.5 + 0.01 * trial.user_attrs["seed"], {})
+    _two_processes(tmp_path, _next_round_at_once, out, config, budget, multiprocessing.get_context("fork").Barrier(2),
+                   timeout=120)
+    trials = planned.storage.get_all_trials(planned.study_id)
+    waiting = sorted(t.user_attrs["slot"] for t in trials if t.state == optuna.trial.TrialState.WAITING)
+    assert waiting == ["0:4", "1:4"] and len(trials) == budget, waiting
+
+
+# ---- configs and folders are code: refused from a folder unless --trust ---------------------------
+
+PLANTED = '''
+import os
+import json
+from pathlib import Path
+
+import torch
+
+MARK = Path(os.environ["TRICKBAG_TEST_MARK"])
+
+
+def load(n=120):
+    """Harmless, but it leaves a mark: proof that the folder's code ran."""
+    MARK.write_text("data ran")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    return (x[:90], y[:90]), (x[90:105], y[90:105]), (x[105:], y[105:])
+'''
+PLUGIN = '''
+import os
+import json
+from pathlib import Path
+
+Path(os.environ["TRICKBAG_TEST_MARK"]).write_text("plugin imported")
+'''
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    import sys
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "planted_data.py").write_text(PLANTED)
+    (pkg / "planted_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(pkg))
+    mark = tmp_path / "mark"
+    monkeypatch.setenv("TRICKBAG_TEST_MARK", str(mark))
+    yield mark
+    for name in ("planted_data", "planted_plugin"):
+        sys.modules.pop(name, None)
+
+
+def _refused(capsys, needle):
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and needle in err and "--trust" in err and "is code" in err, err
+
+
+def test_a_run_folder_naming_code_is_refused_unless_trusted(planted, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"data": {"name": "planted_data:load", "batch_size": 16}, "model": {"name": "mlp", "hidden": [8]},
+                                      "train": {"epochs": 1, "threads": 1, "progress": False}}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0  # the user's own config: allowed
+    assert planted.read_text() == "data ran"
+    planted.unlink()
+    killed = Path(shutil.copytree(run, tmp_path / "killed"))
+    (killed / "results.json").unlink()  # as if killed before the end: --resume would train
+    for argv in (["ensemble", str(run), "--out", str(tmp_path / "e")], ["export", str(run)],
+                 ["train", "--resume", str(killed)]):
+        assert main(argv) == 2
+        _refused(capsys, "names code to run (data.name: planted_data:load)")
+        assert not planted.exists()
+    assert main(["ensemble", str(run), "--out", str(tmp_path / "e"), "--trust"]) == 0
+    assert planted.exists()
+
+
+def test_report_refuses_the_plugins_a_received_ablation_lists_unless_trusted(planted, tmp_path, capsys):
+    import sys
+
+    config = write_config(tmp_path, {"epochs": 1, "checkpoint_every_epochs": None}, tricks=[],
+                          plugins=["planted_plugin"])
+    out = tmp_path / "ablation"
+    assert main(["ablate", "--config", str(config), "--tricks", "ema", "--seeds", "1", "--quiet",
+                 "--out", str(out)]) == 0  # the user's own config, its report included: allowed
+    assert planted.read_text() == "plugin imported"
+    planted.unlink()
+    sys.modules.pop("planted_plugin")
+    assert main(["report", str(out)]) == 2
+    _refused(capsys, "names code to run (plugins: planted_plugin)")
+    assert not planted.exists()
+    assert main(["report", str(out), "--trust"]) == 0
+    assert planted.exists()
+
+
+def test_export_killed_inside_its_write_leaves_no_torn_program(trained, tmp_path):
+    import torch
+
+    run = copy_run(trained, tmp_path)
+    assert_killed(forked_cli(["export", str(run)], kill="write:1"))
+    assert not (run / "model.pt2").exists()  # the old file or the new one, never half of one
+    assert main(["export", str(run)]) == 0
+    torch.export.load(run / "model.pt2").module()
+
+
+def test_report_of_a_run_with_a_malicious_model_pt_is_one_line(trained, tmp_path, capsys):
+    import torch
+
+    run = copy_run(trained, tmp_path)
+    proof = tmp_path / "proof-that-code-ran"
+    torch.save({"w": Planted(proof)}, run / "model.pt")
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "refusing to load" in err, err
+    assert not proof.exists()
+
+
+def test_clean_reads_an_older_record_with_todays_defaults(tmp_path):
+    """A probs.json written before a config key existed is the same config (the key's default)."""
+    import json
+
+    out = tmp_path / "clean"
+    assert main(clean_argv(tmp_path, out)) == 0
+    record = json.loads((out / "probs.json").read_text())
+    del record["config"]["train"]["deterministic"]  # as if saved before the key was added
+    (out / "probs.json").write_text(json.dumps(record))
+    before = (out / "probs-mlp.pt").stat().st_mtime_ns
+    assert main(clean_argv(tmp_path, out)) == 0
+    assert (out / "probs-mlp.pt").stat().st_mtime_ns == before  # reused, not recomputed
+
+
+def _atlas_copy(suite: str, out: str, together) -> None:
+    import sys
+
+    from trickbag import _study
+    from trickbag.atlas import run
+
+    reads = _study.PlannedStudy._trials
+
+    def slow(self, states=None):
+        """add_slots's first read waits for the other copy (2 s at most: under the study lock it
+        cannot come), then dawdles, so that without the lock both would queue the first round."""
+        found = reads(self, states)
+        if sys._getframe(1).f_code.co_name == "add_slots" and not together.broken:
+            try:
+                together.wait(timeout=2)
+            except Exception:  # noqa: BLE001 - BrokenBarrierError: the other copy waits for the lock
+                pass
+            together.abort()
+            found = reads(self, states)
+            __import__("time").sleep(0.3)
+        return found
+
+    _study.PlannedStudy._trials = slow
+    run(suite, out=out, workers=1, heartbeat_interval=0.2, progress=False, report=False)
+
+
+def test_two_atlas_copies_on_one_folder_queue_each_round_once(tmp_path):
+    """``seeds: auto`` in the atlas plans its rounds as the ablation does: two copies started
+    together on one SQLite folder never queue a slot twice nor pass the budget."""
+    import multiprocessing
+
+    import optuna
+    import yaml
+
+    config = write_config(tmp_path, {"epochs": 1, "checkpoint_every_epochs": None}, tricks=[])
+    suite = tmp_path / "suite.yaml"  # one task, 2 arms: 4 trials at the first look
+    suite.write_text(yaml.safe_dump({"name": "tiny", "seeds": "auto", "budget": 10, "metric": "test_acc",
+                                     "tasks": {"flat": {"config": config.name}},
+                                     "tricks": {"ls": {"tricks": [{"label_smoothing": {"smoothing": 0.1}}]}}}))
+    out = tmp_path / "atlas"
+    _two_processes(tmp_path, _atlas_copy, str(suite), str(out), multiprocessing.get_context("fork").Barrier(2))
+    meta = json.loads((out / "atlas.json").read_text())
+    from trickbag import _study
+
+    study = optuna.load_study(study_name=meta["study"], storage=_study.existing_storage(meta["storage"], out))
+    slots = [t.user_attrs["slot"] for t in study.get_trials()]
+    assert len(slots) == len(set(slots)) <= 10, sorted(slots)

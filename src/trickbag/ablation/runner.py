@@ -130,11 +130,12 @@ class AblationSpec:
         return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AblationSpec:
-        """The spec of ``to_dict()`` (as saved in ``ablation.json`` and ``results.json``)."""
+    def from_dict(cls, d: dict[str, Any], *, where: str = "the saved ablation spec") -> AblationSpec:
+        """The spec of ``to_dict()`` (as saved in ``ablation.json`` and ``results.json``). Read
+        from a folder, its base config may name code only inside ``trusted()`` (``--trust``)."""
         extra = {k: d[k] for k in ("budget", "alpha", "tau", "vary_data", *ANALYSIS) if k in d}
-        return cls(load_config(d["base"]), parse_tricks(d["tricks"]), d["seeds"], d["mode"], d["metric"],
-                   d["direction"], **extra)
+        return cls(load_config(d["base"], from_folder=where), parse_tricks(d["tricks"]), d["seeds"], d["mode"],
+                   d["metric"], d["direction"], **extra)
 
 
 FAILURES = ("exclude", "worst")
@@ -391,9 +392,11 @@ def run(
         planned.study.set_user_attr("finished", time.time())
     if report:
         from trickbag.ablation.report import render
+        from trickbag.train.config import trusted
 
         bar.line("writing the report ...")
-        summary.update(render(out))
+        with trusted():  # the spec this command just wrote, from the user's own config
+            summary.update(render(out))
     return summary
 
 
@@ -412,12 +415,17 @@ def _next_round(spec: AblationSpec, planned: _study.PlannedStudy, bar: _Progress
     """Queue the adaptive design's next trials; returns how many (0: every arm decided, or the budget spent)."""
     from trickbag.ablation.adaptive import next_trials
 
-    values, attempted = _observed(spec, planned)
-    reference = next(i for i, a in enumerate(spec.arms) if a.reference)
-    todo = next_trials(values, attempted, budget=spec.budget, reference=reference, alpha=spec.alpha, tau=spec.tau)
-    if not todo:
-        return 0
-    queued = planned.add_slots([spec.slot(a, s) for a, s in todo])
+    # Under the study lock, from a fresh read: two processes that finish a round together would
+    # otherwise both queue the next one (two copies ran 16 trials for a budget of 14).
+    with planned.planning() as pending:
+        if pending:
+            return pending
+        values, attempted = _observed(spec, planned)
+        reference = next(i for i, a in enumerate(spec.arms) if a.reference)
+        todo = next_trials(values, attempted, budget=spec.budget, reference=reference, alpha=spec.alpha, tau=spec.tau)
+        if not todo:
+            return 0
+        queued = planned.add_slots([spec.slot(a, s) for a, s in todo])
     if not any(attempted):
         bar.line(f"first round: {len(todo)} trials ({len(todo) // len(spec.arms)} seeds per arm, the fewest at "
                  f"which the sequential test can decide)")
@@ -465,6 +473,6 @@ def load_spec(out: str | Path) -> tuple[dict[str, Any], AblationSpec]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); it may have been cut short") from None
     meta["storage"] = _study.existing_storage(meta["storage"], Path(out))
-    return meta, AblationSpec.from_dict(meta["spec"])
+    return meta, AblationSpec.from_dict(meta["spec"], where=str(path))
 
 

@@ -215,18 +215,22 @@ def _next_round(suite: Suite, cells: list[Cell], planned: _study.PlannedStudy, b
     all arms); returns how many trials were queued."""
     from trickbag.ablation.adaptive import next_trials
 
-    values, tried = _observed(cells, planned)
-    applying = [c for c in cells if c.applies]
-    queued = []
-    for task in suite.tasks:
-        arms = [c for c in applying if c.task.name == task.name]
-        share = suite.budget * len(arms) // len(applying)
-        todo = next_trials([values[(c.task.name, c.arm)] for c in arms], [tried[(c.task.name, c.arm)] for c in arms],
-                           budget=share, reference=0, tau=TAU)
-        queued += [_slot(arms[a], s) for a, s in todo]
+    with planned.planning() as pending:  # as the ablation's planner: each round queued once
+        if pending:
+            return pending
+        values, tried = _observed(cells, planned)
+        applying = [c for c in cells if c.applies]
+        queued = []
+        for task in suite.tasks:
+            arms = [c for c in applying if c.task.name == task.name]
+            share = suite.budget * len(arms) // len(applying)
+            todo = next_trials([values[(c.task.name, c.arm)] for c in arms], [tried[(c.task.name, c.arm)] for c in arms],
+                               budget=share, reference=0, tau=TAU)
+            queued += [_slot(arms[a], s) for a, s in todo]
+        added = planned.add_slots(queued) if queued else 0
     if queued:
         bar.line(f"next round: {len(queued)} trials (cells still undecided, within each task's share of the budget)")
-    return planned.add_slots(queued) if queued else 0
+    return added
 
 
 def cell_records(suite: Suite, cells: list[Cell], planned: _study.PlannedStudy) -> list[dict[str, Any]]:

@@ -181,12 +181,26 @@ def _claim_caches(out: Path, cfg, folds: int) -> None:
                   file=sys.stderr)
             for cache in caches:
                 cache.unlink()
-        elif old != key:
-            diff = changed_keys(old, key)
+        elif old != key and (diff := changed_keys(_as_today(old), key)):
             raise ValueError(f"{out} holds predictions of another config ({'; '.join(diff[:6])}"
                              f"{'; ...' if len(diff) > 6 else ''}); use a new --out, or remove {out}/probs-*.pt "
                              "to recompute them")
     write_json(record, key)
+
+
+def _as_today(record: Any) -> Any:
+    """A ``probs.json`` record with its config read as today's code reads it (an older trickbag's
+    lacks the keys added since: their defaults are the same config)."""
+    from trickbag.train.config import code_in, load_config
+
+    try:
+        if code_in(record["config"]):  # never import what a folder names just to compare it
+            return record
+        raw = load_config(record["config"]).to_dict()
+    except (ValueError, TypeError, KeyError):
+        return record  # a config today's code refuses differs anyway; changed_keys names where
+    raw.pop("model", None)
+    return {**record, "config": json.loads(json.dumps(raw, default=str))}
 
 
 def _cached_probs(cache: Path, size: int) -> Tensor | None:

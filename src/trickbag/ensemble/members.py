@@ -77,7 +77,7 @@ def load_member(path: str | Path, *, device: str | torch.device = "cpu") -> Memb
     config_file = run_dir / "config.yaml"
     if not config_file.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml); train members with `trickbag train`")
-    cfg = load_config(config_file)
+    cfg = load_config(config_file, from_folder=run_dir)  # code it names needs trusted() (--trust)
     splits = run_splits(cfg)
     resolved, plan = apply_tricks(cfg)
     model = build_model(resolved, splits)

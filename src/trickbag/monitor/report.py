@@ -170,12 +170,12 @@ def _series_plot(samples, names, getter, out: Path, ylabel: str, log: bool, band
 
 
 def _filters(run_dir: Path, out: Path) -> bool:
-    import torch
+    from trickbag.train.checkpoint import load_checkpoint
 
     path = run_dir / "model.pt"
     if not path.exists():
         return False
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)  # weights_only: a damaged or malicious file is one ValueError
     first = next((v for k, v in state.items() if k.endswith("weight") and v.dim() == 4), None)
     if first is None:
         return False

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ import yaml
 from trickbag._validate import _is_real, check_choice, unknown
 
 __all__ = ["DataConfig", "TrainConfig", "RunConfig", "TrickSpec", "load_config", "parse_trick", "apply_overrides",
-           "yaml_load"]
+           "yaml_load", "code_in", "trusted"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -370,9 +373,65 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+_TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("trickbag_trust_folders", default=False)
+
+
+@contextlib.contextmanager
+def trusted(on: bool = True) -> Iterator[None]:
+    """Inside this block, configs read from run and results folders may name code to run (the
+    command line's ``--trust``). Outside it they may not: see :func:`load_config`."""
+    token = _TRUST.set(on)
+    try:
+        yield
+    finally:
+        _TRUST.reset(token)
+
+
+def code_in(raw: Any) -> list[str]:
+    """The code a raw config would import and run: its ``plugins`` and the
+    ``package.module:callable`` names of its data, model, loss and metrics.
+
+    Example:
+        >>> code_in({"data": {"name": "os:system"}, "model": {"name": "mlp"}, "plugins": ["mypkg.tricks"]})
+        ['plugins: mypkg.tricks', 'data.name: os:system']
+    """
+    from trickbag.train._imports import is_import_path
+
+    if not isinstance(raw, dict):
+        return []
+    found = [f"plugins: {p}" for p in raw.get("plugins") or [] if isinstance(p, str)]
+    for section in ("data", "model", "loss"):
+        value = raw.get(section)
+        name = value.get("name") if isinstance(value, dict) else value
+        if is_import_path(name):
+            found.append(f"{section}.name: {name}")
+    metrics = raw.get("metrics")
+    for key, value in (metrics.items() if isinstance(metrics, dict) else ()):
+        name = value.get("name") if isinstance(value, dict) else value
+        if is_import_path(name):
+            found.append(f"metrics.{key}: {name}")
+    return found
+
+
+def _check_trusted(raw: Any, where: str) -> None:
+    found = code_in(raw)
+    if found and not _TRUST.get():
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ValueError(f"{where} names code to run ({found[0]}{more}); a config from a run or results folder is "
+                         "code, as a pickle is: give --trust (in Python: with trickbag.train.config.trusted()) "
+                         "only if you trust where the folder came from")
+
+
+def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | tuple[str, ...] = (),
+                *, from_folder: str | Path | None = None) -> RunConfig:
     """Read a YAML config (or a dict) and apply ``key=value`` overrides; unknown sections and keys
-    fail here, naming the closest valid one."""
+    fail here, naming the closest valid one.
+
+    ``from_folder``: the run or results folder the config comes from (``trickbag train
+    --resume``, ``ensemble``, ``export``, ``report``), not the user's own command line. Such a
+    config that names code (:func:`code_in`: plugins, ``package.module:callable``) is refused
+    before anything is imported, unless inside :func:`trusted` (``--trust``): a received
+    folder is code, as a pickle is."""
     if isinstance(source, RunConfig):
         raw, origin = source.to_dict(), source.source
     elif isinstance(source, dict):
@@ -386,5 +445,7 @@ def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list
         except yaml.YAMLError as exc:
             raise ValueError(f"{path}: {exc}") from None
         origin = str(path)
+    if from_folder is not None:
+        _check_trusted(raw, str(from_folder))
     return from_dict(apply_overrides(raw, list(overrides)), origin)
 

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trickbag._atomic import atomic_path
+
 __all__ = ["load_run_model", "export_run"]
 
 
@@ -37,7 +39,7 @@ def load_run_model(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Mo
     info = json.loads((run_dir / "results.json").read_text()).get("model_input")
     if not info:
         raise ValueError(f"{run_dir}/results.json has no model_input (a run from an older trickbag): retrain it")
-    cfg, plan = apply_tricks(load_config(run_dir / "config.yaml"))
+    cfg, plan = apply_tricks(load_config(run_dir / "config.yaml", from_folder=run_dir))
     cfg.model = {k: v for k, v in cfg.model.items() if k != "pretrained"}  # the weights come from the run
     model = build_model(cfg, _Shapes(info))
     for entry, params in plan.model:
@@ -73,5 +75,6 @@ def export_run(run_dir: str | Path, *, weights: str = "best", out: str | Path | 
     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
         raise ValueError("the exported program's outputs differ from the model's; not written")
     out = Path(out) if out is not None else Path(run_dir) / "model.pt2"
-    torch.export.save(program, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:  # a kill or a full disk never leaves half a program
+        torch.export.save(program, f)
     return out

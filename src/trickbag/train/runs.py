@@ -71,7 +71,7 @@ def resume_run(run_dir: str | Path) -> Run:
             raise FileNotFoundError(f"{path} holds no config.yaml: the run was stopped before it started; "
                                     f"start it again with --config CONFIG --out {path}")
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
-    cfg = load_config(config_file)
+    cfg = load_config(config_file, from_folder=path)  # code it names needs trusted() (--trust)
     run = build_run(cfg, run_dir=path)
     if world()[0] == 0:
         remove_orphans(path, path / "checkpoints", path / "snapshots")
