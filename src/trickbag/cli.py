@@ -167,7 +167,8 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     run = build_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / f"lr_find-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable(out)  # before the sweep, not after it
-    result = lr_find(run.trainer, min_lr=args.min, max_lr=args.max, steps=args.steps)
+    result = lr_find(run.trainer, min_lr=args.min, max_lr=args.max, steps=args.steps,
+                     progress=True)
     write_json(out / "lr_find.json", result.to_dict())
     png = plot_lr_find(result, out / "lr_find.png")
     lo, hi = result.cyclic_bounds

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trickbag._progress import Ticker, format_seconds
 from trickbag._validate import check_positive, check_positive_int, check_range
 
 __all__ = ["LRFindResult", "lr_find", "plot_lr_find"]
@@ -49,12 +51,14 @@ def lr_find(
     steps: int = 200,
     beta: float = 0.98,
     diverge: float = 4.0,
+    progress: bool = False,
 ) -> LRFindResult:
     """Sweep the learning rate exponentially from ``min_lr`` to ``max_lr`` over ``steps``
     updates of the trainer's model, recording the loss (smoothed by an exponential moving
     average with bias correction), and stop when the smoothed loss exceeds ``diverge`` times
     its minimum. The model, its buffers and the optimizer are restored to their starting
-    state afterwards.
+    state afterwards. With ``progress``, a plain line on stderr every 30 s
+    (``$TRICKBAG_PROGRESS_INTERVAL``): step, learning rate, loss, rate and ETA.
 
     Reference: Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
     """
@@ -76,6 +80,7 @@ def lr_find(
     it = iter(data)
     was_training = model.training
     model.train()
+    ticker = Ticker() if progress else None
     try:
         for i in range(steps):
             lr = min_lr * (max_lr / min_lr) ** (i / (steps - 1))
@@ -110,6 +115,11 @@ def lr_find(
             if i > 5 and sm > diverge * best:
                 stopped = True
                 break
+            if ticker is not None and ticker.due():
+                per_step = ticker.elapsed() / (i + 1)
+                print(f"lr-find step {i + 1}/{steps}  lr {lr:.3g}  loss {value:.4f} (smoothed {sm:.4f})  "
+                      f"{1 / per_step:.2f} steps/s  ETA {format_seconds((steps - i - 1) * per_step)} at most",
+                      file=sys.stderr, flush=True)
     finally:
         model.load_state_dict(saved_model)
         opt.load_state_dict(saved_opt)
