@@ -147,7 +147,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
                   metric=args.metric, workers=args.workers, storage=args.storage, out=args.out,
                   overrides=args.overrides, study_name=args.study, progress=not args.quiet)
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best"].items())
-    print(f"best: {best}  ({summary['metric']} {fmt(summary['best_value'])})")
+    print(f"best: {best}  ({summary['metric']} {fmt(summary['best_value'])}, one seed, selected on validation)")
+    if summary.get("retrained"):
+        r, t = summary["retrained"], summary.get("test")
+        print(f"retrained with {r['n']} seeds: {summary['metric']} {fmt(r['mean'])} +- {fmt(r['sd'])}"
+              + (f"; test split (reported once): {t['metric']} {fmt(t['mean'])}" if t else ""))
     for w in summary.get("warnings", []):
         print(f"warning: {w}")
     print(f"best config: {summary['out']}/best.yaml   report: {summary['report'][1]}")
