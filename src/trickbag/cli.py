@@ -188,7 +188,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
     result = run(args.runs, data=args.data, combine=args.combine, calibrate=args.calibrate, bins=args.bins,
                  out=args.out, intervals=args.intervals, device=args.device)
-    print(table_text(result["rows"]))
+    print(table_text(result["rows"], result["data"]))
     print(f"reliability diagram: {result['reliability']}  (and ensemble.json)")
     return 0
 

@@ -52,10 +52,12 @@ def reliability_diagram(curves: dict[str, tuple[Tensor, Tensor]], path: str | Pa
     return path
 
 
-def table_text(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows of :func:`~trickbag.ensemble.evaluate` as an aligned text table."""
-    width = max(len(r["name"]) for r in rows)
-    lines = [f"{'model':<{width}}  {'acc':>7}  {'nll':>7}  {'ece':>7}"]
+def table_text(rows: Sequence[dict[str, Any]], split: str | None = None) -> str:
+    """The rows of :func:`~trickbag.ensemble.evaluate` as an aligned text table; ``split``
+    (``"test"``, ``"val"``) names the split scored in the header."""
+    first = "model" if split is None else f"model (scored on the {split} split)"
+    width = max(len(first), *(len(r["name"]) for r in rows))
+    lines = [f"{first:<{width}}  {'acc':>7}  {'nll':>7}  {'ece':>7}"]
     for r in rows:
         line = f"{r['name']:<{width}}  {r['acc']:7.4f}  {r['nll']:7.4f}  {r['ece']:7.4f}"
         if "acc_ci" in r:
