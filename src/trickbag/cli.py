@@ -39,9 +39,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _print_results(results: dict) -> None:
-    final = results.get("final", {})
-    parts = [f"{k} {final[k]:.4f}" for k in ("train_loss", "val_loss", "val_acc") if isinstance(final.get(k), float)]
-    parts += [f"{k} {v:.4f}" for k, v in results.get("test", {}).items() if k in ("test_loss", "test_acc")]
+    final, test = results.get("final", {}), results.get("test", {})
+    shown = ["train_loss", "val_loss", "val_acc"]
+    shown += sorted(k for k in final if k.startswith("val_") and k not in shown)  # custom metrics too (val_p_true)
+    parts = [f"{k} {final[k]:.4f}" for k in shown if isinstance(final.get(k), float)]
+    first = [k for k in ("test_loss", "test_acc") if k in test]
+    parts += [f"{k} {test[k]:.4f}" for k in first + sorted(set(test) - set(first)) if isinstance(test[k], float)]
     print("result: " + "  ".join(parts) + f"  ({results['wall_time']:.1f}s)")
     if results.get("stopped"):
         print(f"stopped: {results['stopped']}")
