@@ -49,14 +49,16 @@ def lr_find(
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
     steps: int = 200,
-    beta: float = 0.98,
+    beta: float | None = None,
     diverge: float = 4.0,
     progress: bool = False,
 ) -> LRFindResult:
     """Sweep the learning rate exponentially from ``min_lr`` to ``max_lr`` over ``steps``
     updates of the trainer's model, recording the loss (smoothed by an exponential moving
-    average with bias correction), and stop when the smoothed loss exceeds ``diverge`` times
-    its minimum. The model, its buffers and the optimizer are restored to their starting
+    average with bias correction, as fastai's ``lr_find``), and stop when the smoothed loss
+    exceeds ``diverge`` times its minimum. ``beta`` defaults to a window ``1 / (1 - beta)`` of a
+    fifth of a decade of learning rates, so the smoothed curve lags the raw one by about 0.2
+    decade (fastai's fixed 0.98 averages 50 steps: two decades of the default sweep). The model, its buffers and the optimizer are restored to their starting
     state afterwards. With ``progress``, a plain line on stderr every 30 s
     (``$TRICKBAG_PROGRESS_INTERVAL``): step, learning rate, loss, rate and ETA.
 
@@ -67,6 +69,9 @@ def lr_find(
     if max_lr <= min_lr:
         raise ValueError(f"max_lr must be above min_lr, got {min_lr!r} and {max_lr!r}")
     check_positive_int("steps", steps, minimum=5)
+    if beta is None:
+        per_decade = (steps - 1) / math.log10(max_lr / min_lr)
+        beta = 1.0 - 1.0 / max(1.0, per_decade / 5)
     check_range("beta", beta, 0.0, 1.0, high_open=True)
     check_positive("diverge", diverge)
     s = trainer._prepare()
@@ -165,8 +170,11 @@ def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     ax.axvspan(lo, hi, color="#9467bd", alpha=0.12, label=f"cyclic bounds {lo:.2g} to {hi:.2g}")
     ax.set_xscale("log")
     plain_log_ticks(ax, "x")
-    top = max(result.smoothed[: max(1, n // 2)] + [min(result.smoothed) * 2])
-    ax.set_ylim(min(result.smoothed) * 0.9, top * 1.1)
+    raw = [v for v in result.losses[:n] if math.isfinite(v)]
+    top = max(result.smoothed[: max(1, n // 2)] + raw[: max(1, n // 2)] + [min(result.smoothed) * 2])
+    low = min(raw + result.smoothed)  # the raw loss dips below the smoothed one: keep it in view
+    pad = 0.05 * (top - low)
+    ax.set_ylim(low - pad, top + pad)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
     ax.set_title("learning-rate range test" + (" (stopped when the loss diverged)" if result.stopped_early else ""), fontsize=9)
