@@ -446,9 +446,13 @@ def unguarded_main_call() -> str | None:
     """``"script.py:12"`` when the running script reached this call from its module level
     outside ``if __name__ == "__main__":``: worker processes (spawned: each re-imports the script,
     as every start method but fork does) would run that line again and fail. None otherwise
-    (guarded, an interactive session, a script that cannot be read)."""
+    (guarded, an interactive session, a script that cannot be read, a package's ``__main__``
+    module run with ``python -m``, which multiprocessing does not re-import)."""
     import ast
 
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__")):
+        return None
     frame = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":

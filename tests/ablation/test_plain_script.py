@@ -13,7 +13,7 @@ import textwrap
 import yaml
 
 from subproc import subprocess_env
-from trickbag._study import _under_main_guard
+from trickbag._study import _under_main_guard, unguarded_main_call
 
 BASE = {
     "data": {"name": "synthetic", "options": {"num_train": 240, "num_test": 32, "shape": [8], "num_classes": 3},
@@ -62,3 +62,21 @@ def test_the_guard_is_read_from_the_script():
     """)
     tree = ast.parse(code)
     assert [n for n in range(1, 14) if _under_main_guard(tree, n)] == [7, 8, 9, 11]
+
+
+def test_python_m_of_a_package_main_is_not_flagged(tmp_path):
+    """`python -m trickbag ablate --workers 2` runs trickbag/__main__.py, unguarded; spawned workers
+    do not re-import a package's __main__, so it keeps its worker processes."""
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    probe = "from trickbag._study import unguarded_main_call\nprint(unguarded_main_call())\n"
+    (pkg / "__main__.py").write_text(probe)
+    (pkg / "tool.py").write_text(probe)
+    env = {**subprocess_env(), "PYTHONPATH": f"{tmp_path}:{subprocess_env()['PYTHONPATH']}"}
+    run = lambda *a: subprocess.run([sys.executable, *a], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                    timeout=120).stdout.strip()
+    assert run("-m", "mypkg") == "None"
+    assert run("-m", "mypkg.tool") == "tool.py:2"  # re-imported by name as __mp_main__: flagged
+    assert run(str(pkg / "tool.py")) == "tool.py:2"
+    assert unguarded_main_call() is None  # under pytest
