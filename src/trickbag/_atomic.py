@@ -200,3 +200,15 @@ def remove_orphans(*folders: str | Path) -> list[Path]:
                     entry.unlink()
                     removed.append(entry)
     return removed
+
+
+def tidy_folder(folder: str | Path) -> list[Path]:
+    """Remove the orphan temporary files of killed writes in ``folder`` and return what is
+    left in it (``[]`` for a missing folder, or one whose only files were orphans: a run
+    killed during its first write counts as new, not as "not empty"). Every tool calls it
+    where it opens its output folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    remove_orphans(folder)
+    return sorted(folder.iterdir())

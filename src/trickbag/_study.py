@@ -301,7 +301,7 @@ class PlannedStudy:
             slot = t.user_attrs.get("slot")
             if slot is not None and slot not in seen:
                 seen.add(slot)
-                out.append({k: v for k, v in t.user_attrs.items() if k in ("slot", "arm", "label", "seed", "params")})
+                out.append({k: v for k, v in t.user_attrs.items() if k in ("slot", "task", "arm", "label", "seed", "params")})
         return out
 
     # ---- progress --------------------------------------------------------------------------

@@ -86,3 +86,24 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         raise unknown(name, value, choices)
     return value
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested mappings, each as
+    ``"key (old -> new)"`` (a key only one side has shows ``missing``): what a refusal to mix
+    results of two configs names.
+
+    Example:
+        >>> changed_keys({"optimizer": {"lr": 0.1}, "seed": 1}, {"optimizer": {"lr": 0.2}, "seed": 1})
+        ['optimizer.lr (0.1 -> 0.2)']
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in list(old) + [k for k in new if k not in old]:
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in new or key not in old:
+                out.append(f"{name} ({old.get(key, 'missing')!r} -> {new.get(key, 'missing')!r})")
+            else:
+                out += changed_keys(old[key], new[key], name)
+        return out
+    return [] if old == new else [f"{prefix or 'value'} ({old!r} -> {new!r})"]

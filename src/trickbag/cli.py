@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from trickbag import catalog
 
@@ -50,6 +52,16 @@ def _print_results(results: dict) -> None:
         print(f"stopped: {results['stopped']}")
 
 
+def _finished_results(run_dir: Path) -> dict | None:
+    """The results of a finished run (its ``results.json``, written last and atomically), or
+    None when the run has not finished."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and "wall_time" in results else None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from trickbag.train.config import load_config
     from trickbag.train.distributed import shutdown, world
@@ -58,6 +70,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.overrides:
             raise ValueError("--resume takes the run's own config; do not pass --config or overrides")
+        done = _finished_results(Path(args.resume))
+        if done is not None:  # its results, timing included, stay as they were
+            if world()[0] == 0:
+                print(f"run directory: {args.resume} (already finished; nothing to resume)")
+                _print_results(done)
+            if done.get("diverged"):
+                if world()[0] == 0:
+                    print(f"trickbag train: error: the run diverged; {done.get('kept')}", file=sys.stderr)
+                return 1
+            return 0
         run = resume_run(args.resume)
     else:
         if not args.config:
@@ -102,12 +124,28 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from trickbag.ablation.report import table_text
 
     summary = run(args.config, args.tricks, seeds=args.seeds, budget=args.budget, mode=args.mode, metric=args.metric,
-                  workers=args.workers,
+                  direction=args.direction, workers=args.workers,
                   storage=args.storage, out=args.out, overrides=args.overrides, study_name=args.study,
                   progress=not args.quiet)
     if "rows" in summary:
         print(table_text(summary["rows"], summary["metric"]))
         print(f"\nreport: {summary['report'][1]}  (and report.md; re-render with `trickbag report {summary['out']}`)")
+    return 0
+
+
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    if not args.quiet:
+        print(f"trickbag atlas: starting ({args.suite})", file=sys.stderr, flush=True)
+    import shlex
+
+    from trickbag.atlas import run
+
+    command = "trickbag atlas " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    summary = run(args.suite, out=args.out, workers=args.workers, storage=args.storage, budget=args.budget,
+                  seeds=args.seeds, study_name=args.study, progress=not args.quiet, command=command)
+    counts = summary["counts"]
+    print(f"atlas: {counts['done']} of {counts['planned']} trials done in {summary['wall_time'] / 60:.1f} min; "
+          f"cells in {summary['out']}/cells.json" + ("; report: " + summary["out"] + "/report.md" if summary.get("report") else ""))
     return 0
 
 
@@ -202,7 +240,11 @@ def _cmd_multitask(args: argparse.Namespace) -> int:
     tasks = dict(parse_task(t) for t in args.task)
     if not tasks:
         raise ValueError("give at least one --task NAME=MAP (e.g. --task coarse=fashion_mnist_coarse)")
-    subsets = [int(v) for v in args.subsets.split(",")]
+    try:
+        subsets = [int(v) for v in args.subsets.split(",")]
+    except ValueError:
+        raise ValueError(f"--subsets takes comma-separated training-set sizes such as 500,5000, "
+                         f"got {args.subsets!r}") from None
     result = run(args.config, tasks, main_task=args.main, subsets=subsets, seeds=args.seeds,
                  soft_coefficient=args.soft_coefficient, out=args.out, overrides=args.overrides,
                  main_labels=args.main_labels, progress=not args.quiet)
@@ -288,12 +330,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["add-one", "leave-one-out", "grid", "factorial"],
                    help="factorial: a resolution IV fractional factorial screening (main effects and interactions)")
     p.add_argument("--metric", help="final-epoch metric to compare (default val_acc)")
+    p.add_argument("--direction", choices=["max", "min"],
+                   help="is the metric better higher (max) or lower (min)? Default: from its name (loss, error, "
+                        "nll, ece, perplexity: min)")
     p.add_argument("--workers", type=int, help="trials at once on this machine")
     p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")
     p.add_argument("--out", default="runs/ablation", help="output folder (default runs/ablation)")
     p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("atlas", help="which tricks help where: tasks x tricks, paired seeds, pooled across tasks")
+    p.add_argument("--suite", required=True, help="the suite YAML (tasks, tricks; configs/atlas_cpu.yaml)")
+    p.add_argument("--out", default="runs/atlas", help="output folder (default runs/atlas)")
+    p.add_argument("--workers", type=int, help="trials at once on this machine (default: the suite's)")
+    p.add_argument("--storage", help="Optuna storage URL (default SQLite in --out; postgresql://... for several machines)")
+    p.add_argument("--budget", type=int, help="the most trials of the whole atlas")
+    p.add_argument("--seeds", type=_seeds, help="paired seeds per cell (default: the suite's), or auto within --budget")
+    p.add_argument("--study", help="study name (default: a hash of the plan, so the same command resumes)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    p.set_defaults(func=_cmd_atlas)
 
     p = sub.add_parser("search", help="hyper-parameter search: random, log-scale, coarse to fine, with warnings")
     p.add_argument("--config", required=True, help="the base run config (its search: section gives defaults)")
@@ -329,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true", help="also fit temperatures on the validation split")
     p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE (default 15)")
     p.add_argument("--intervals", type=int, default=0, metavar="N", help="bootstrap samples for 95%% intervals (0: none)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--out", default="runs/ensemble", help="folder for reliability.png and ensemble.json")
     p.set_defaults(func=_cmd_ensemble)
 
@@ -408,12 +464,25 @@ def _describe_os_error(exc: OSError) -> str:
     return f"{target_of(str(where))}: {why}" if where is not None else why
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, with ``KEY=VALUE`` overrides accepted anywhere on the line (argparse
+    takes a positional list only in one piece: ``--config c.yaml --out x train.epochs=3`` would
+    leave the override unrecognized)."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if extra and (len(overrides) < len(extra) or not isinstance(getattr(args, "overrides", None), list)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trickbag <verb>``. Bad input, missing files, unreachable or unreadable storage and
     failed writes (read-only or full disks) end with one line on stderr and exit code 2 (with
     ``--debug``, the traceback too); a diverged training run exits with 1."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `trickbag list | head`: the reader left; say nothing more

@@ -79,7 +79,8 @@ def average_predictions(logits: Sequence[Tensor]) -> Tensor:
 def metric_mode(name: str, mode: str | None = None) -> str:
     """``"min"`` or ``"max"``: ``mode`` when given, else inferred from the metric's name (losses,
     errors, NLL, calibration error and perplexity are minimised; anything else, such as
-    accuracy, is maximised), as the ablation runner and the search do.
+    accuracy, is maximised). The package's one rule: early stopping, checkpoints, the ablation
+    (``trickbag.ablation.runner.direction_of``) and the search all decide a direction with it.
 
     Example:
         >>> metric_mode("val_loss"), metric_mode("val_acc"), metric_mode("val_acc", "min")

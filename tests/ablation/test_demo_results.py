@@ -1,5 +1,6 @@
-"""The committed demo results: the README shows the demo's table as printed, the results were made
-with the demo config as it is now, and three runs with different base seeds reached the same verdicts."""
+"""The committed demo results: the README shows the demo's table as printed and the three-run summary,
+the results were made with the demo config as it is now, and three runs with different base seeds
+(training and data) never contradict each other."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ _spec.loader.exec_module(demo)
 def test_readme_table_is_the_committed_demo_table():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert demo.block(demo.table()) in text, "README.md's demo table drifted: run python docs/make_readme_demo.py"
+    assert demo.runs_block() in text, "README.md's three-run summary drifted: run python docs/make_readme_demo.py"
 
 
 def test_committed_results_are_current_and_agree():
@@ -25,6 +27,7 @@ def test_committed_results_are_current_and_agree():
     verdicts = demo.verdicts(0)
     assert "helps" in verdicts.values()  # the demo decides something
     assert all(v == "helps" or v == "hurts" or v.startswith("no evidence") for v in verdicts.values())
+    assert demo.contradictions() == []
 
 
 def test_the_check_catches_drift(tmp_path, monkeypatch):
@@ -40,6 +43,9 @@ def test_the_check_catches_drift(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "CONFIG", config)
     found = demo.problems()
     assert any("README.md's demo table differs" in p for p in found)
+    runs = demo.runs_block()
+    readme.write_text(text.replace(runs, runs.replace("helps", "hurts", 1)), encoding="utf-8")
+    assert any("three-run summary differs" in p for p in demo.problems())
     assert sum("was run with another demo" in p and "'base'" in p for p in found) == 3
 
 

@@ -37,7 +37,8 @@ def test_table_says_how_its_interval_was_made():
     rows[1].update(design="sequential", low=-0.01, verdict="no evidence at 5 seeds", seeds_needed=12)
     text = table_text(rows, "val_acc")
     assert "95% CS (anytime)" in text and "Lai's anytime-valid confidence sequence" in text
-    assert text.splitlines()[2].rstrip().endswith("12")
+    assert "seeds80" not in text and "--seeds auto" in text  # no post-hoc seed counts; the valid way instead
+    assert "biased away from zero" in " ".join(text.split()) and "p(sign)" not in text  # adaptive: no fixed-design p
     assert all(line == line.rstrip() for line in text.splitlines())
 
 

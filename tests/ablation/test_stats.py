@@ -36,7 +36,7 @@ def test_only_common_seeds_are_paired_and_degenerate_cases():
     assert same.mean == 0.0 and same.p_value == 1.0
     one = paired({0: 1.0}, {0: 2.0})
     assert one.n == 1 and math.isnan(one.p_value)
-    assert verdict(one, math.nan, maximize=True) == "needs 2+ seeds (has 1)"
+    assert verdict(one, math.nan, maximize=True) == "no verdict below 3 seeds (has 1)"
 
 
 def test_holm_step_down():
@@ -62,7 +62,7 @@ def test_bonferroni_and_interval_verdicts():
     assert interval_verdict(5, -0.02, -0.01, maximize=False) == "helps"
     assert interval_verdict(5, -0.01, 0.01, maximize=True) == "no evidence at 5 seeds"
     assert interval_verdict(5, 0.0, 0.01, maximize=True) == "no evidence at 5 seeds"  # touching zero is not excluding it
-    assert interval_verdict(1, 0.01, 0.02, maximize=True) == "needs 2+ seeds (has 1)"
+    assert interval_verdict(2, 0.01, 0.02, maximize=True) == "no verdict below 3 seeds (has 2)"
 
 
 def test_fixed_design_interval_is_the_bonferroni_t_interval():

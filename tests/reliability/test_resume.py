@@ -53,17 +53,22 @@ def test_killed_after_a_checkpoint_then_resumed_equals_the_uninterrupted_run(cas
     assert results(out)["wall_time"] >= ckpt["counters"]["fit_time"] > 0
 
 
-def test_resuming_a_finished_run_keeps_its_results(tmp_path, uninterrupted):
+def test_resuming_a_finished_run_keeps_its_results(tmp_path, uninterrupted, capsys):
+    """A finished run's files stay byte for byte as they were, wall_time included (before issue
+    23 the resume rewrote results.json with a new wall_time: 1.45 s became 1.53 s)."""
     out = tmp_path / "run"
     assert main(["train", "--config", str(write_config(tmp_path)), "--out", str(out)]) == 0
     before = results(out)
     assert before["final"]["val_acc"] > 0
-    assert main(["train", "--resume", str(out)]) == 0
-    after = results(out)
-    assert after["final"] == before["final"] and after["history"] == before["history"]
-    assert after["test"] == before["test"]
     ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
-    assert after["wall_time"] >= ckpt["counters"]["fit_time"] > 0
+    assert before["wall_time"] >= ckpt["counters"]["fit_time"] > 0
+    files = {f: (out / f).read_bytes() for f in ("results.json", "model.pt", "config.yaml")}
+    stamps = {f: (out / f).stat().st_mtime_ns for f in files}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert {f: (out / f).read_bytes() for f in files} == files
+    assert {f: (out / f).stat().st_mtime_ns for f in files} == stamps  # not even rewritten
+    assert "already finished" in capsys.readouterr().out
     assert_same_run(uninterrupted, out)
 
 

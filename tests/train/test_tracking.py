@@ -15,6 +15,15 @@ from trickbag.train import callbacks as C
 from .helpers import data, mlp
 
 
+@pytest.fixture(autouse=True)
+def _tracking_in_tmp(tmp_path, monkeypatch):
+    """MLflow puts a SQLite store's artefacts under ``./mlruns`` in the working folder, and a
+    run without a tracking URI there too: run from a temporary folder, with a temporary default
+    store, so nothing lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-mlflow.db'}")
+
+
 def _fit(logger, run_dir, epochs=2):
     run_dir.mkdir(parents=True, exist_ok=True)
     splits = data(n=128)

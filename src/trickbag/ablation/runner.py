@@ -22,7 +22,7 @@ from trickbag.ablation.stats import TAU
 from trickbag.ablation.trial import run_trial
 from trickbag.train.config import RunConfig, TrickSpec, load_config
 
-__all__ = ["AblationSpec", "run", "spec_from_config"]
+__all__ = ["AblationSpec", "direction_of", "run", "spec_from_config"]
 
 
 @dataclass
@@ -30,7 +30,14 @@ class AblationSpec:
     """Everything that defines an ablation (and names its study).
 
     ``seeds`` is a number of paired seeds per arm, or ``"auto"``: adaptive seeds within
-    ``budget`` trials (``trickbag.ablation.adaptive``)."""
+    ``budget`` trials (``trickbag.ablation.adaptive``). ``direction`` is ``"maximize"`` or
+    ``"minimize"`` (``"max"``/``"min"`` accepted), by default :func:`trickbag.loop.metric_mode` of the
+    metric's name. ``vary_data``: seed ``i`` also draws the data (``data.split_seed + i``: the
+    validation split, the training subset, the label-noise draw), still the same for every arm.
+    ``failures``: how a failed trial enters the comparison: ``"exclude"`` (compared on the seeds
+    that finished; an arm with failures is never called "helps") or ``"worst"`` (intention to
+    treat: it scores the worst value any trial of the ablation reached). ``resolution``: the step
+    the metric moves in (an accuracy over N examples: 1/N); by default detected from the values."""
 
     base: RunConfig
     tricks: list[TrickSpec]
@@ -41,14 +48,21 @@ class AblationSpec:
     budget: int | None = None
     alpha: float = 0.05
     tau: float = TAU
+    vary_data: bool = False
+    failures: str = "exclude"
+    resolution: float | None = None
 
     def __post_init__(self) -> None:
         if self.seeds != "auto":
             check_positive_int("seeds", self.seeds)
-        if self.direction is None:
-            self.direction = "minimize" if "loss" in self.metric or "error" in self.metric else "maximize"
-        if self.direction not in ("minimize", "maximize"):
-            raise ValueError(f"direction must be 'minimize' or 'maximize', got {self.direction!r}")
+        self.direction = direction_of(self.metric, self.direction)
+        if not isinstance(self.vary_data, bool):
+            raise ValueError(f"vary_data must be true or false, got {self.vary_data!r}")
+        if self.failures not in FAILURES:
+            raise ValueError(f"failures must be one of {', '.join(FAILURES)}, got {self.failures!r}")
+        if self.resolution is not None and not (isinstance(self.resolution, (int, float))
+                                                and not isinstance(self.resolution, bool) and self.resolution >= 0):
+            raise ValueError(f"resolution must be a number >= 0 (the step the metric moves in), got {self.resolution!r}")
         self.arms: list[Arm] = make_arms(self.tricks, self.mode)
         if self.adaptive:
             from trickbag.ablation.adaptive import min_budget
@@ -77,6 +91,11 @@ class AblationSpec:
         cfg["tricks"] = [t.to_yaml() for t in list(self.base.tricks) + list(arm.tricks)]
         cfg["train"] = {**cfg["train"], "seed": self.base.train.seed + seed_index, "progress": False,
                         "checkpoint_every_steps": None, "checkpoint_every_epochs": None, "keep_best": 0}
+        if self.vary_data:  # seed i draws its own data too, the same for every arm (still paired)
+            data = cfg["data"]
+            data["split_seed"] = self.base.data.split_seed + seed_index
+            if isinstance(data.get("label_noise"), dict) and "seed" in data["label_noise"]:
+                data["label_noise"] = {**data["label_noise"], "seed": data["label_noise"]["seed"] + seed_index}
         return cfg
 
     def slot(self, arm: int, seed: int) -> dict[str, Any]:
@@ -97,23 +116,56 @@ class AblationSpec:
                          "effect_of": a.effect_of, "sign": a.sign} for a in self.arms]}
         if self.adaptive:  # only then, so that fixed plans keep the ids (and studies) they had
             out.update(budget=self.budget, alpha=self.alpha, tau=self.tau)
+        if self.vary_data:  # likewise: only when on
+            out["vary_data"] = True
+        if self.failures != "exclude":
+            out["failures"] = self.failures
+        if self.resolution is not None:
+            out["resolution"] = self.resolution
         return out
 
     def plan_id(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        """The plan's hash: what the trials are (analysis options, ``failures`` and ``resolution``, are not)."""
+        plan = {k: v for k, v in self.to_dict().items() if k not in ANALYSIS}
+        return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AblationSpec:
         """The spec of ``to_dict()`` (as saved in ``ablation.json`` and ``results.json``)."""
-        extra = {k: d[k] for k in ("budget", "alpha", "tau") if k in d}
+        extra = {k: d[k] for k in ("budget", "alpha", "tau", "vary_data", *ANALYSIS) if k in d}
         return cls(load_config(d["base"]), parse_tricks(d["tricks"]), d["seeds"], d["mode"], d["metric"],
                    d["direction"], **extra)
 
 
-def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metric=None, budget=None) -> AblationSpec:
+FAILURES = ("exclude", "worst")
+#: Spec fields that change how trials are analysed, not which trials run (so not the study).
+ANALYSIS = ("failures", "resolution")
+
+
+def direction_of(metric: str, direction: str | None = None) -> str:
+    """``"maximize"`` or ``"minimize"``: ``direction`` when given (``max``/``min`` too), else the one
+    rule of the whole package, :func:`trickbag.loop.metric_mode` (losses, errors, NLL, ECE and
+    perplexity are minimised; anything else is maximised).
+
+    Example:
+        >>> direction_of("val_nll"), direction_of("val_acc"), direction_of("val_acc", "min")
+        ('minimize', 'maximize', 'minimize')
+    """
+    from trickbag.loop import metric_mode
+
+    named = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
+    if direction is not None and direction not in named:
+        raise ValueError(f"direction must be 'max' or 'min' (or 'maximize', 'minimize'), got {direction!r}")
+    mode = metric_mode(metric, named[direction] if direction is not None else None)
+    return "maximize" if mode == "max" else "minimize"
+
+
+def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metric=None, budget=None,
+                     direction=None, failures=None, vary_data=None) -> AblationSpec:
     """The ablation of a config: its ``ablation:`` section, overridden by explicit arguments."""
     section = dict(cfg.ablation or {})
-    allowed = {"tricks", "seeds", "mode", "metric", "direction", "workers", "budget"}
+    allowed = {"tricks", "seeds", "mode", "metric", "direction", "workers", "budget", "vary_data", "failures",
+               "resolution"}
     for key in section:
         if key not in allowed:
             from trickbag._validate import unknown
@@ -131,8 +183,11 @@ def spec_from_config(cfg: RunConfig, *, tricks=None, seeds=None, mode=None, metr
         seeds=seeds,
         mode=mode or section.get("mode", "add-one"),
         metric=metric or section.get("metric", "val_acc"),
-        direction=section.get("direction"),
+        direction=direction if direction is not None else section.get("direction"),
         budget=budget,
+        vary_data=vary_data if vary_data is not None else section.get("vary_data", False),
+        failures=failures if failures is not None else section.get("failures", "exclude"),
+        resolution=section.get("resolution"),
     )
 
 
@@ -141,6 +196,7 @@ def _check_arms_build(spec: AblationSpec) -> None:
     does not report, fails before the first trial, not in every trial."""
     from trickbag.ablation.trial import _splits
     from trickbag.train.build import apply_tricks, build_run, check_names
+    from trickbag.train.callbacks.base import check_compatible
 
     configs = []
     for arm in spec.arms:
@@ -153,6 +209,7 @@ def _check_arms_build(spec: AblationSpec) -> None:
         cfg.train.device = "cpu"
         try:
             built = build_run(cfg, splits=splits)
+            check_compatible(built.trainer.callbacks)  # tricks that would fight (two lr owners ...) fail here too
         except ValueError as exc:
             raise ValueError(f"arm {arm.label!r} does not build: {exc}") from None
         names = built.metric_names()
@@ -245,6 +302,7 @@ def run(
     budget: int | None = None,
     mode: str | None = None,
     metric: str | None = None,
+    direction: str | None = None,
     workers: int | None = None,
     storage: str | None = None,
     out: str | Path = "runs/ablation",
@@ -269,7 +327,9 @@ def run(
         budget: the most trials (all arms together) of ``seeds="auto"``.
         mode: ``"add-one"`` (baseline + each trick), ``"leave-one-out"``, ``"grid"`` or
             ``"factorial"`` (a resolution IV fractional factorial screening).
-        metric: the final-epoch metric compared (``val_acc`` by default; ``*loss*`` minimises).
+        metric: the final-epoch metric compared (``val_acc`` by default).
+        direction: ``"max"`` or ``"min"``; by default :func:`trickbag.loop.metric_mode` of the
+            metric's name (losses, errors, NLL, ECE and perplexity are minimised).
         workers: trials run at once on this machine (several can share a GPU).
         storage: an Optuna storage URL (SQLite in ``out`` by default; ``postgresql://...`` to
             share the trials between machines running the same command).
@@ -283,7 +343,8 @@ def run(
     bar = _Progress(progress)
     base = load_config(config, list(overrides))
     section = base.ablation or {}
-    spec = spec_from_config(base, tricks=tricks, seeds=seeds, mode=mode, metric=metric, budget=budget)
+    spec = spec_from_config(base, tricks=tricks, seeds=seeds, mode=mode, metric=metric, budget=budget,
+                            direction=direction)
     workers = workers if workers is not None else section.get("workers", 1)  # 0 is an error, not "default"
     check_positive_int("workers", workers)
     bar.line(f"loading {base.data.name} and building the {len(spec.arms)} arms once (a bad arm fails here) ...")

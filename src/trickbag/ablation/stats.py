@@ -23,22 +23,33 @@ import numpy as np
 from trickbag._optional import require
 
 __all__ = [
+    "MIN_SEEDS",
     "PairedResult",
     "SequentialResult",
     "anytime_critical_value",
+    "arm_verdict",
     "bonferroni",
     "first_decidable_n",
     "holm",
     "interval_verdict",
     "min_detectable_effect",
     "mixture_log_evalue",
+    "outlying_seeds",
     "paired",
+    "paired_differences",
+    "resolution_of",
+    "sd_upper_limit",
     "seeds_needed",
     "sequential",
+    "sign_flip_p",
     "t_critical_value",
     "t_power",
     "verdict",
 ]
+
+#: The fewest paired seeds a verdict is read from: with two, the sd of the differences is one
+#: number (and of a quantised metric often ~0), so a t interval is no guard against chance.
+MIN_SEEDS = 3
 
 #: Default scale ``tau`` of the normal mixture over the standardised effect (effect / sd of the
 #: paired differences) in the sequential test: trick effects worth finding are often several
@@ -93,6 +104,10 @@ def paired(reference: Mapping[int, float], arm: Mapping[int, float], *, confiden
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN.
 
+    Not the ablation report's rule (``bonferroni``, whose verdicts match the simultaneous intervals
+    drawn): Holm is more powerful but has no matching intervals, so a verdict from it must be
+    named as Holm's wherever it is shown beside an interval.
+
     Example:
         >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
         [0.03, 0.06, 0.06]
@@ -120,19 +135,36 @@ def bonferroni(p_values: Sequence[float]) -> list[float]:
     return [min(1.0, m * p) if p == p else math.nan for p in p_values]
 
 
-def verdict(result: PairedResult, p_adjusted: float, *, maximize: bool, alpha: float = 0.05) -> str:
-    """``helps``, ``hurts`` or ``no evidence at N seeds`` from an adjusted p-value below ``alpha``."""
-    if result.n < 2:
-        return f"needs 2+ seeds (has {result.n})"
+def verdict(result: PairedResult, p_adjusted: float, *, maximize: bool, alpha: float = 0.05,
+            resolution: float = 0.0) -> str:
+    """``helps``, ``hurts`` or ``no evidence at N seeds`` from an adjusted p-value below ``alpha``
+    (no verdict below ``MIN_SEEDS`` seeds, none when the differences' sd is below the metric's
+    ``resolution``).
+
+    With ``bonferroni`` p-values this is the ablation report's rule (its verdicts, read off the
+    simultaneous intervals, are the same); ``holm`` p-values make a different, step-down rule, more
+    powerful but with no matching intervals: name the rule beside the verdicts it gave.
+
+    Example:
+        >>> r = paired({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.83, 1: 0.84, 2: 0.835})
+        >>> verdict(r, bonferroni([r.p_value, 0.5])[0], maximize=True)
+        'helps'
+    """
+    if result.n < MIN_SEEDS:
+        return f"no verdict below {MIN_SEEDS} seeds (has {result.n})"
+    flat = _flat(result.n, result.std, result.mean, resolution)
+    if flat:
+        return flat
     if p_adjusted == p_adjusted and p_adjusted < alpha:
         better = result.mean > 0 if maximize else result.mean < 0
         return "helps" if better else "hurts"
     return f"no evidence at {result.n} seeds"
 
 
-def interval_verdict(n: int, low: float, high: float, *, maximize: bool, min_n: int = 2) -> str:
+def interval_verdict(n: int, low: float, high: float, *, maximize: bool, min_n: int = MIN_SEEDS) -> str:
     """The verdict an interval for ``arm - reference`` shows: ``helps`` when it lies wholly on the
-    better side of zero, ``hurts`` on the worse side, else ``no evidence at n seeds``.
+    better side of zero, ``hurts`` on the worse side, else ``no evidence at n seeds`` (and no
+    verdict below ``min_n`` seeds).
 
     Example:
         >>> interval_verdict(5, 0.01, 0.03, maximize=True), interval_verdict(5, 0.01, 0.03, maximize=False)
@@ -141,12 +173,172 @@ def interval_verdict(n: int, low: float, high: float, *, maximize: bool, min_n: 
         'no evidence at 5 seeds'
     """
     if n < min_n:
-        return f"needs {min_n}+ seeds (has {n})"
+        return f"no verdict below {min_n} seeds (has {n})"
     if low == low and low > 0:
         return "helps" if maximize else "hurts"
     if high == high and high < 0:
         return "hurts" if maximize else "helps"
     return f"no evidence at {n} seeds"
+
+
+def _below_resolution(sd: float, resolution: float, scale: float = 1.0, n: int = 1) -> bool:
+    """Is this sd of ``n`` paired differences below what the metric can resolve (or float rounding)?
+    On a grid of step ``q`` the smallest sd of differences that are not all equal is ``q / sqrt(n)``
+    (one of them a step off), so an sd below that means every difference is the same grid value."""
+    floor = max(resolution / math.sqrt(max(n, 1)), 1e-9 * max(1.0, abs(scale)))
+    return sd == sd and sd < floor
+
+
+def _flat(n: int, sd: float, mean: float, resolution: float) -> str | None:
+    """The verdict of differences whose sd is below the metric's resolution: none (``undecidable``),
+    unless they are all ~0 (the arm equals the reference on every seed: no evidence); else None."""
+    if not _below_resolution(sd, resolution, mean, n):
+        return None
+    if abs(mean) <= max(resolution / 2, 1e-12):
+        return f"no evidence at {n} seeds"
+    return _undecidable(resolution)
+
+
+def _undecidable(resolution: float) -> str:
+    what = f"the metric's resolution {resolution:.3g}" if resolution > 0 else "float rounding"
+    return f"undecidable: sd below {what}"
+
+
+def arm_verdict(n: int, low: float, high: float, *, maximize: bool, sd: float = math.nan, mean: float = 0.0,
+                resolution: float = 0.0, failed: int = 0, seeds: int | None = None, min_n: int = MIN_SEEDS) -> str:
+    """The ablation report's verdict of one arm: :func:`interval_verdict` of the interval drawn, with
+    three guards. No verdict below ``min_n`` paired seeds; ``undecidable`` when the sd of the paired
+    differences is below the metric's ``resolution`` (an accuracy over N examples moves in steps of
+    1/N: equal differences give an sd of float rounding, and a t interval of zero width; precisely,
+    below ``resolution / sqrt(n)``, the least sd of differences on that grid that are not all
+    equal, so a real spread of one step still counts); and an
+    arm with ``failed`` trials (of ``seeds`` tried), compared on its survivors, is never called
+    ``helps`` (divergence is an outcome too).
+
+    Example:
+        >>> arm_verdict(2, 0.01, 0.02, maximize=True)
+        'no verdict below 3 seeds (has 2)'
+        >>> arm_verdict(5, 0.011, 0.013, maximize=True, sd=1e-17, mean=0.012, resolution=1e-3)
+        "undecidable: sd below the metric's resolution 0.001"
+        >>> arm_verdict(3, 0.01, 0.02, maximize=True, sd=0.004, failed=2, seeds=5)
+        'no verdict: 2 of 5 seeds failed'
+    """
+    if n < min_n:
+        return f"no verdict below {min_n} seeds (has {n})"
+    flat = _flat(n, sd, mean, resolution)
+    if flat:
+        return flat
+    said = interval_verdict(n, low, high, maximize=maximize, min_n=min_n)
+    if said == "helps" and failed:
+        return f"no verdict: {failed} of {seeds if seeds is not None else n + failed} seeds failed"
+    return said
+
+
+def paired_differences(reference: Mapping[int, float], arm: Mapping[int, float]) -> dict[int, float]:
+    """``arm - reference`` per seed, over the seeds both have, in seed order.
+
+    Example:
+        >>> paired_differences({0: 0.5, 1: 0.6}, {1: 0.7, 2: 0.1})
+        {1: 0.09999999999999998}
+    """
+    return {s: arm[s] - reference[s] for s in sorted(set(reference) & set(arm))}
+
+
+def sign_flip_p(diffs: Sequence[float], *, exact_up_to: int = 16, draws: int = 2**16, seed: int = 0) -> float:
+    """The two-sided sign-flip (permutation) p-value of "the paired differences are symmetric about 0":
+    the share of the ``2^n`` sign patterns whose ``|sum|`` is at least the observed one. Exact up to
+    ``exact_up_to`` differences (a seeded Monte Carlo estimate, ``(1 + hits) / (1 + draws)``, above).
+    It needs no normality, and it can never go below ``2^(1 - n)``: two seeds can never give it
+    below 0.5, five never below 1/16.
+
+    Example:
+        >>> sign_flip_p([0.01, 0.02, 0.015]), sign_flip_p([0.01, -0.02, 0.015])
+        (0.25, 1.0)
+
+    Reference: Fisher, The Design of Experiments, 1935, sec. 21; Good, Permutation Tests, 2000.
+    """
+    x = np.asarray(list(diffs), dtype=float)
+    n = len(x)
+    if n == 0 or not np.isfinite(x).all():
+        return math.nan
+    observed = abs(float(x.sum()))
+    tol = 1e-12 * float(np.abs(x).sum())
+    if n <= exact_up_to:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(np.abs(signs @ x) >= observed - tol))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(draws, n))
+    return float((1 + np.sum(np.abs(signs @ x) >= observed - tol)) / (1 + draws))
+
+
+def sd_upper_limit(sd: float, n: int, *, confidence: float = 0.8) -> float:
+    """The upper ``confidence`` limit of the true sd from the sample sd of ``n`` normal values:
+    ``sd sqrt((n - 1) / chi2_{1 - confidence, n - 1})`` (the chi-square interval). Power computed at
+    the observed sd is optimistic (a small sample's sd is often too small, and power falls fast
+    with the sd); the true sd is below this limit with probability ``confidence``.
+
+    Example:
+        >>> round(sd_upper_limit(1.0, 5), 3)
+        1.558
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n < 2 or not sd == sd:
+        return math.nan
+    return float(sd * math.sqrt((n - 1) / _stats().chi2.ppf(1 - confidence, n - 1)))
+
+
+def resolution_of(values: Sequence[float], *, max_denominator: int = 100_000) -> float:
+    """The step a metric moves in, detected from its values: ``1/N`` when every value is a multiple
+    of one ``1/N`` with ``N <= max_denominator`` (an accuracy over ``N`` examples), else 0.
+
+    Example:
+        >>> resolution_of([0.618, 0.6228333333333333, 0.5]) == 1 / 6000
+        True
+        >>> resolution_of([0.5372613, 0.5172839])
+        0.0
+    """
+    from fractions import Fraction
+
+    den = 1
+    finite = [float(v) for v in values if v == v and math.isfinite(v)]
+    if len(finite) < 2:
+        return 0.0
+    for v in finite:
+        f = Fraction(v).limit_denominator(max_denominator)
+        if abs(float(f) - v) > 1e-12 * max(1.0, abs(v)):
+            return 0.0
+        den = den * f.denominator // math.gcd(den, f.denominator)
+        if den > max_denominator:
+            return 0.0
+    return 1.0 / den if den > 1 else 0.0
+
+
+def outlying_seeds(diffs: Mapping[int, float], *, alpha: float = 0.05, resolution: float = 0.0) -> list[int]:
+    """The seed whose paired difference is an outlier by Grubbs' test at level ``alpha`` (a collapse or
+    a divergence of one arm on one seed, which a t interval averages in as if the differences were
+    normal), or ``[]``. ``G = max |d - mean| / sd`` against
+    ``(n - 1) / sqrt(n) * sqrt(t^2 / (n - 2 + t^2))``, ``t = t_{alpha / (2 n), n - 2}``; about one
+    row in ``1 / alpha`` of normal differences is flagged by chance. Needs three differences or more.
+
+    Example:
+        >>> outlying_seeds({0: 0.01, 1: 0.012, 2: 0.011, 3: 0.009, 4: -0.2})
+        [4]
+
+    Reference: Grubbs, Procedures for Detecting Outlying Observations in Samples, Technometrics 11(1), 1969.
+    """
+    n = len(diffs)
+    if n < 3:
+        return []
+    x = np.array(list(diffs.values()), dtype=float)
+    sd = float(x.std(ddof=1))
+    if not np.isfinite(x).all() or _below_resolution(sd, resolution, float(np.abs(x).max()), n):
+        return []
+    dev = np.abs(x - x.mean()) / sd
+    t = float(_stats().t.ppf(1 - alpha / (2 * n), n - 2))
+    critical = (n - 1) / math.sqrt(n) * math.sqrt(t * t / (n - 2 + t * t))
+    worst = int(np.argmax(dev))
+    return [list(diffs)[worst]] if dev[worst] > critical else []
 
 
 # ---- power of the paired t-test ---------------------------------------------------------------

@@ -12,10 +12,14 @@ import torch
 __all__ = ["run_trial", "final_metric"]
 
 _SPLITS: dict[str, Any] = {}
+#: Data draws kept per worker process: with ``ablation.vary_data`` each seed has its own, and
+#: seed-major claiming brings a worker a few seeds' trials in turn.
+_KEEP = 4
 
 
 def _splits(cfg, device: str | None = None) -> Any:
-    """Data loaded once per worker process and shared by its trials (the splits never change);
+    """Data loaded once per worker process and shared by its trials (the splits never change; the
+    last few draws are kept when seeds draw their own data);
     with a CUDA ``device`` the tensors move there once too, so a trial's loaders start on the
     device without a copy (a persistent worker decodes, copies and warms up once, not per trial)."""
     import yaml
@@ -24,9 +28,11 @@ def _splits(cfg, device: str | None = None) -> Any:
 
     key = yaml.safe_dump({"data": cfg.to_dict()["data"], "source": cfg.source})
     if key not in _SPLITS:
-        _SPLITS.clear()
+        while len(_SPLITS) >= _KEEP:
+            _SPLITS.pop(next(iter(_SPLITS)))
         _SPLITS[key] = load_splits(cfg)
-    splits = _SPLITS[key]
+    splits = _SPLITS.pop(key)
+    _SPLITS[key] = splits  # the most recently used last
     if device is not None and torch.device(device).type == "cuda":
         for part in ("train", "val", "test"):
             data = getattr(splits, part)
@@ -44,7 +50,7 @@ def _device(cfg) -> str | None:
 
 def final_metric(results: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
     """(the metric's final value, None) or (None, why it is missing) from ``Run.fit()``'s results."""
-    final = results["final"]
+    final = {**results.get("test", {}), **results["final"]}  # the test split's: evaluated once, at the end
     if metric not in final:
         numeric = sorted(k for k, v in final.items() if isinstance(v, (int, float)))
         return None, f"metric {metric!r} is not reported by this run; available: {numeric}"

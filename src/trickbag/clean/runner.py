@@ -5,9 +5,11 @@ cleaned data-set view; and `--rank-unlabeled`: which examples to label next."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import statistics
+import sys
 import textwrap
 import time
 from collections.abc import Sequence
@@ -17,9 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trickbag._atomic import check_writable, save_figure, save_torch, tidy_folder, write_json, write_text
 from trickbag._optional import available
 from trickbag._provenance import provenance
-from trickbag._validate import check_choice, check_positive_int
+from trickbag._validate import changed_keys, check_choice, check_positive_int
 from trickbag.clean.scores import (
     FILTERS,
     RANKINGS,
@@ -141,9 +144,74 @@ def _image_grid(images: Tensor, titles: list[str], path: Path, cols: int = 8) ->
         ax.set_title(title, fontsize=6.5)
         ax.set_anchor("S")  # the square image sits at the bottom of its cell, its title in the room above
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)  # atomically, as every file of the folder
     plt.close(fig)
     return path
+
+
+def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    w = csv.writer(buffer)
+    w.writerow(header)
+    w.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def _open_out(out: str | Path) -> Path:
+    """The output folder, checked before any training: orphan temporary files of killed writes
+    removed, and a read-only or full folder refused in one sentence."""
+    out = Path(out)
+    tidy_folder(out)
+    return check_writable(out)
+
+
+def _claim_caches(out: Path, cfg, folds: int) -> None:
+    """The cached out-of-sample probabilities (``probs-*.pt``) belong to the config and folds
+    that computed them, recorded in ``probs.json``: a rerun with another config (another
+    ``optimizer.lr``, ``data.subset`` ...) is refused, naming the keys that differ; caches
+    without a record (an older trickbag) are recomputed."""
+    record = out / "probs.json"
+    raw = cfg.to_dict()
+    raw.pop("model", None)  # each cache is one model type's: its name is in the file name
+    key = json.loads(json.dumps({"config": raw, "folds": folds}, default=str))
+    caches = sorted(out.glob("probs-*.pt"))
+    if caches:
+        try:
+            old = json.loads(record.read_text())
+        except (OSError, ValueError):
+            old = None
+        if old is None:
+            print(f"warning: {out} holds probs-*.pt without a record of their config (probs.json); recomputing them",
+                  file=sys.stderr)
+            for cache in caches:
+                cache.unlink()
+        elif old != key:
+            diff = changed_keys(old, key)
+            raise ValueError(f"{out} holds predictions of another config ({'; '.join(diff[:6])}"
+                             f"{'; ...' if len(diff) > 6 else ''}); use a new --out, or remove {out}/probs-*.pt "
+                             "to recompute them")
+    write_json(record, key)
+
+
+def _cached_probs(cache: Path, size: int) -> Tensor | None:
+    """The probabilities cached in ``cache``, or None when there are none or the file is damaged
+    (a torn write, another shape): then they are recomputed, with a warning. A file that
+    ``weights_only`` refuses (a malicious pickle) stops the run."""
+    from trickbag.train.checkpoint import UnsafeFileError, load_checkpoint
+
+    if not cache.exists():
+        return None
+    try:
+        probs = load_checkpoint(cache)
+    except UnsafeFileError:
+        raise
+    except ValueError as exc:
+        print(f"warning: {exc}; recomputing it", file=sys.stderr)
+        return None
+    if not isinstance(probs, Tensor) or probs.dim() != 2 or probs.shape[0] != size:
+        print(f"warning: {cache} does not hold ({size}, classes) probabilities; recomputing it", file=sys.stderr)
+        return None
+    return probs
 
 
 def _names(data) -> list[str]:
@@ -192,7 +260,13 @@ def run(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, folds: in
 
     check_choice("filter_by", filter_by, FILTERS)
     check_choice("rule", rule, RULES)
+    check_positive_int("folds", folds, minimum=2)
+    check_positive_int("retrain_seeds", retrain_seeds, minimum=0)
     specs = parse_models(models)
+    if min_agree is not None:  # before any training, not after it
+        check_positive_int("min_agree", min_agree)
+        if min_agree > len(specs):
+            raise ValueError(f"min_agree must be at most the number of model types ({len(specs)}), got {min_agree}")
     cfg = load_config(config, list(overrides))
     cfg.train.progress = False
     cfg.train.checkpoint_every_epochs = None
@@ -200,20 +274,21 @@ def run(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, folds: in
     data = splits.train
     labels = data.targets
     names = _names(data)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _open_out(out)
+    _claim_caches(out, cfg, folds)
     member_probs, times = {}, {}
     for spec in specs:
         label = _label(spec)
         cache = out / f"probs-{label}.pt"
-        if cache.exists():
-            member_probs[label] = torch.load(cache, weights_only=True)
+        cached = _cached_probs(cache, len(data))
+        if cached is not None:
+            member_probs[label] = cached
             continue
         m_cfg = cfg.replace(model=dict(spec))
         cpu0, t0 = time.process_time(), time.perf_counter()
         member_probs[label] = out_of_sample_probs(m_cfg, data, folds, seed=cfg.data.split_seed, progress=progress)
         times[label] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "load": os.getloadavg()[0]}
-        torch.save(member_probs[label], cache)
+        save_torch(member_probs[label], cache)
     probs = torch.stack(list(member_probs.values())).mean(0)
     cl = find_label_issues(probs, labels, filter_by=filter_by)
     agree, agreed = agreement_issues(list(member_probs.values()), labels, min_agree=min_agree)
@@ -222,14 +297,12 @@ def run(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, folds: in
     margin = label_quality(probs, labels, "normalized_margin")
     suggested = probs.argmax(1)
     order = [int(i) for i in torch.nonzero(suspects).flatten()[quality[suspects].argsort()]]
-    with open(out / "suspects.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["position", "given", "given_name", "suggested", "suggested_name", "given_prob", "suggested_prob",
-                    "normalized_margin", "confident_learning", "agreement", *[f"pred_{k}" for k in member_probs]])
-        for i in order:
-            w.writerow([i, int(labels[i]), names[labels[i]], int(suggested[i]), names[suggested[i]],
-                        f"{quality[i]:.4f}", f"{probs[i, suggested[i]]:.4f}", f"{margin[i]:.4f}", int(cl[i]), int(agree[i]),
-                        *[int(p[i].argmax()) for p in member_probs.values()]])
+    _write_csv(out / "suspects.csv",
+               ["position", "given", "given_name", "suggested", "suggested_name", "given_prob", "suggested_prob",
+                "normalized_margin", "confident_learning", "agreement", *[f"pred_{k}" for k in member_probs]],
+               [[i, int(labels[i]), names[labels[i]], int(suggested[i]), names[suggested[i]],
+                 f"{quality[i]:.4f}", f"{probs[i, suggested[i]]:.4f}", f"{margin[i]:.4f}", int(cl[i]), int(agree[i]),
+                 *[int(p[i].argmax()) for p in member_probs.values()]] for i in order])
     grid_png = None
     if data.kind == "image" and order:
         top = order[:grid]
@@ -238,7 +311,7 @@ def run(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, folds: in
     write_exclusions(out / "excluded.txt", order, size=len(data), note=f"{len(order)} suspects by rule {rule!r}")
     cleaned = _relative_paths(cfg, out)
     cleaned["data"]["exclude"] = "excluded.txt"
-    (out / "cleaned.yaml").write_text(__import__("yaml").safe_dump(cleaned, sort_keys=False))
+    write_text(out / "cleaned.yaml", __import__("yaml").safe_dump(cleaned, sort_keys=False))
     result: dict[str, Any] = {"models": [_label(s) for s in specs], "folds": folds, "filter_by": filter_by, "rule": rule,
                               "min_agree": min_agree or len(specs), "size": len(data), "suspects": len(order),
                               "flagged": {"confident": int(cl.sum()), "agreement": int(agree.sum())},
@@ -264,7 +337,7 @@ def run(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, folds: in
                                                     .double().mean()) if (truth & cl).any() else None
     if retrain_seeds:
         result["retrain"] = _retrain(cfg, out, retrain_seeds, progress)
-    (out / "clean.json").write_text(json.dumps(result, indent=1, default=str))
+    write_json(out / "clean.json", result, default=str)
     _report(out, result, grid_png)
     return result
 
@@ -367,8 +440,7 @@ def rank(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, pool: st
     data = getattr(splits, pool)
     if data is None:
         raise ValueError(f"the config's data has no {pool} split to rank (set data.val_fraction > 0, or --pool test)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _open_out(out)
     member = []
     for spec in specs:
         t0 = time.perf_counter()
@@ -383,17 +455,15 @@ def rank(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, pool: st
                for m, s in scores.items()}
     order = scores["margin"].argsort(descending=True)
     names = _names(data)
-    with open(out / "to_label.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["position", "predicted", "predicted_name", *scores])
-        for i in order.tolist():
-            w.writerow([i, int(mean[i].argmax()), names[mean[i].argmax()], *[f"{s[i]:.4f}" for s in scores.values()]])
+    _write_csv(out / "to_label.csv", ["position", "predicted", "predicted_name", *scores],
+               [[i, int(mean[i].argmax()), names[mean[i].argmax()], *[f"{s[i]:.4f}" for s in scores.values()]]
+                for i in order.tolist()])
     if data.kind == "image":
         pick = order[:grid].tolist()
         _image_grid(data.inputs[pick], [f"#{i}: {names[mean[i].argmax()]}?\nmargin {1 - scores['margin'][i]:.2f}"
                                         for i in pick], out / "to_label.png")
     result = {"pool": pool, "size": len(data), "models": [_label(s) for s in specs], "overall_error_rate": float(wrong.double().mean()),
               "rankings": summary, "provenance": provenance()}
-    (out / "rank.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "rank.json", result)
     return result
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from trickbag._atomic import write_text
 from trickbag.data.core import ArrayDataset
 
 __all__ = ["symmetric_label_noise", "with_label_noise", "write_exclusions", "read_exclusions", "exclude"]
@@ -59,7 +60,7 @@ def write_exclusions(path: str | Path, indices: Iterable[int], *, size: int, not
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# trickbag exclusions: positions in a training split of {size} examples",
              f"# size: {size}"] + ([f"# {note}"] if note else []) + [str(int(i)) for i in sorted(set(indices))]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")  # atomically
     return path
 
 

@@ -13,6 +13,7 @@ import tarfile
 import tempfile
 import urllib.request
 import warnings
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -136,7 +137,7 @@ def cifar10(root: str | Path | None = None, *, download: bool = True) -> Splits:
             with tarfile.open(archive) as tar:
                 tar.extractall(cache_dir(), filter="data")
             found = cache_dir() / "cifar-10-batches-py"
-        except OSError:
+        except (OSError, EOFError, tarfile.TarError):  # unreachable, or a cut download
             found = None
     if found is None:
         looked = "\n  ".join(str(p) for p in places)
@@ -234,10 +235,19 @@ def _members(path: Path) -> Iterator[tuple[str, bytes]]:
     except tarfile.TarError as exc:
         raise ValueError(f"{path}: not a folder, .tar or .tar.gz archive ({exc})") from None
     with tar:
-        for member in tar:
-            name = _safe_member(path, member)
+        members = iter(tar)
+        while True:
+            try:  # a truncated or damaged archive fails while read (EOFError for a cut .tar.gz)
+                member = next(members, None)
+                if member is None:
+                    return
+                name = _safe_member(path, member)
+                data = tar.extractfile(member).read() if name is not None else None
+            except (EOFError, tarfile.TarError, zlib.error, OSError) as exc:
+                raise ValueError(f"{path}: the archive is damaged or cut short ({type(exc).__name__}: "
+                                 f"{str(exc) or 'ended early'})") from None
             if name is not None:
-                yield name, tar.extractfile(member).read()
+                yield name, data
 
 
 def _layout(names: list[str]) -> tuple[int, bool]:

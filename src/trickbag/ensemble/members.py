@@ -70,6 +70,7 @@ def load_member(path: str | Path, *, device: str | torch.device = "cpu") -> Memb
     Evaluation-only tricks of the run (``tta``, ``temperature_scaling``) are not applied."""
     from trickbag.augment import fit_normalizer
     from trickbag.train.build import apply_tricks, build_model
+    from trickbag.train.checkpoint import load_checkpoint
     from trickbag.train.config import load_config
 
     run_dir, weights = _run_dir_of(Path(path))
@@ -83,7 +84,7 @@ def load_member(path: str | Path, *, device: str | torch.device = "cpu") -> Memb
     for entry, params in plan.model:
         out = entry.load_apply()(model, **params)
         model = out if isinstance(out, nn.Module) else model
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = load_checkpoint(weights)  # weights_only: a damaged or malicious file is one ValueError
     if isinstance(state, dict) and "model" in state and "format" in state:  # a trainer checkpoint
         state = state["model"]
     model.load_state_dict(state)

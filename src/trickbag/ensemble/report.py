@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from trickbag._atomic import check_writable, save_figure, save_torch, tidy_folder, write_json
 from trickbag._validate import check_choice
 from trickbag.calibration import calibration_bins
 from trickbag.ensemble.members import load_member, run_splits
@@ -47,9 +46,7 @@ def reliability_diagram(curves: dict[str, tuple[Tensor, Tensor]], path: str | Pa
     axes[0][0].set_ylabel("accuracy")
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    path = save_figure(fig, path)  # atomically: a kill or a full disk never leaves half a plot
     plt.close(fig)
     return path
 
@@ -74,9 +71,16 @@ def run(members: Sequence[str | Path], *, data: str = "test", combine: str = "pr
     ``data`` split: accuracy, NLL and ECE per member and for the ensemble; with ``calibrate``,
     temperatures fitted on the validation split too. Writes ``ensemble.json`` and
     ``reliability.png`` to ``out``."""
+    from trickbag.train._runtime import _resolve_device
+    from trickbag.train.config import _device
+
     check_choice("data", data, ("test", "val"))
     if calibrate and data == "val":
         raise ValueError("--calibrate fits temperatures on the validation split; evaluate on --data test")
+    valid = _device(device)
+    if valid is not None:
+        raise ValueError(f"device must be {valid}, got {device!r}")
+    device = _resolve_device(device)  # 'auto' chosen; 'cuda' without a GPU is refused here
     loaded = [load_member(m, device=device) for m in members]
     data_keys = {m.config.to_yaml().split("model:")[0] for m in loaded}
     if len(data_keys) > 1:
@@ -85,6 +89,9 @@ def run(members: Sequence[str | Path], *, data: str = "test", combine: str = "pr
     split = getattr(splits, data)
     if split is None:
         raise ValueError(f"the members' data has no {data} split")
+    out = Path(out)
+    tidy_folder(out)  # the temporary files of writes a kill interrupted
+    check_writable(out)  # a read-only or full folder fails before the predictions, not after
     pred = predict(loaded, split, combine=combine, device=device)
     temps = None
     if calibrate:
@@ -92,8 +99,6 @@ def run(members: Sequence[str | Path], *, data: str = "test", combine: str = "pr
             raise ValueError("--calibrate needs a validation split (data.val_fraction > 0 in the runs' config)")
         temps = fit_temperatures(predict(loaded, splits.val, combine=combine, device=device))
     rows = evaluate(pred, bins=bins, temperatures=temps, intervals=intervals)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     curves = {}
     y = pred.targets
     shown = range(len(loaded)) if len(loaded) <= 3 else [0]
@@ -105,6 +110,6 @@ def run(members: Sequence[str | Path], *, data: str = "test", combine: str = "pr
     png = reliability_diagram(curves, out / "reliability.png", bins=bins)
     result = {"members": [m.name for m in loaded], "data": data, "combine": combine, "bins": bins, "rows": rows,
               "temperatures": temps, "reliability": str(png)}
-    (out / "ensemble.json").write_text(json.dumps(result, indent=1))
-    torch.save({"logits": pred.logits, "targets": y}, out / "logits.pt")
+    write_json(out / "ensemble.json", result)
+    save_torch({"logits": pred.logits, "targets": y}, out / "logits.pt")
     return result

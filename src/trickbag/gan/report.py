@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trickbag._atomic import save_figure
 from trickbag.report import Page
 from trickbag.report.plots import COLORS, pyplot
 
@@ -78,7 +79,7 @@ def sample_png(generator: nn.Module, cfg, path: Path, *, mixture=None, device="c
         ax.axis("off")
         ax.set_title(path.stem.replace("samples_", ""), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # atomically
     plt.close(fig)
     generator.train(was)
     return path
@@ -101,7 +102,7 @@ def _curves(runs: dict[str, Any], methods: list[str], key: str, path: Path, qual
         ax.set_ylabel("Wasserstein estimate" if key == "w_estimate" else key, color=COLORS[0])
         twin.set_ylabel(quality_label, color=COLORS[1])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # atomically
     plt.close(fig)
     return path
 

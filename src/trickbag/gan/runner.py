@@ -26,7 +26,8 @@ import torch
 import yaml
 from torch import nn
 
-from trickbag._validate import check_positive_int, unknown
+from trickbag._atomic import check_writable, remove_orphans, save_torch, write_json, write_text
+from trickbag._validate import changed_keys, check_positive, check_positive_int, check_range, unknown
 from trickbag.gan.data import ImageSampler, Mixture, grid, ring, to_signed
 from trickbag.gan.metrics import FeatureFrechet, mode_coverage
 from trickbag.gan.nets import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
@@ -85,6 +86,8 @@ class GanConfig:
             elif isinstance(spec, dict) and len(spec) == 1:
                 name, changes = next(iter(spec.items()))
                 changes = changes or {}
+                if not isinstance(changes, dict):
+                    raise ValueError(f"method {name!r}: its settings are a mapping such as {{lr: 1.0e-4}}, got {changes!r}")
                 label = name + (":" + ",".join(f"{k}={_short(v)}" for k, v in changes.items()) if changes else "")
                 out.append((label, method(name, **changes)))
             else:
@@ -118,6 +121,8 @@ def _section(cls, values: Any, where: str):
 
 
 def _named(values: Any, where: str, valid: tuple[str, ...], keys: dict[str, set[str]]) -> dict[str, Any]:
+    if values is not None and not isinstance(values, (str, dict)):
+        raise ValueError(f"gan config section {where!r} is a name or a mapping such as {{name: {valid[0]}}}, got {values!r}")
     values = {"name": values} if isinstance(values, str) else dict(values or {})
     name = values.get("name")
     if name not in valid:
@@ -181,9 +186,31 @@ def load_gan_config(source: str | Path | dict[str, Any], overrides: list[str] | 
         source=origin,
     )
     cfg.recipes()  # unknown methods and settings fail here
+    _check_sections(cfg)
     if cfg.data["name"] == "fashion_mnist" and cfg.model["name"] == "mlp" and "z_dim" not in cfg.model:
         cfg.model["z_dim"] = 64
     return cfg
+
+
+def _check_sections(cfg: GanConfig) -> None:
+    """Every value of ``train`` and ``eval`` in its valid range, before anything runs."""
+    t, e = cfg.train, cfg.eval
+    for name in ("steps", "batch_size", "eval_every", "log_every"):
+        check_positive_int(f"train.{name}", getattr(t, name))
+    if t.threads is not None:
+        check_positive_int("train.threads", t.threads)
+    from trickbag.train.config import _device
+
+    valid = _device(t.device)
+    if valid is not None:
+        raise ValueError(f"train.device must be {valid}, got {t.device!r}")
+    for name in ("samples", "real_samples", "classifier_epochs", "classifier_width"):
+        check_positive_int(f"eval.{name}", getattr(e, name))
+    if e.classifier_subset is not None:
+        check_positive_int("eval.classifier_subset", e.classifier_subset)
+    check_positive("eval.sds", e.sds)
+    check_positive("eval.reach_sds", e.reach_sds)
+    check_range("eval.min_share", e.min_share, 0.0, 1.0)
 
 
 def file_label(label: str) -> str:
@@ -228,9 +255,17 @@ def _classifier(cfg: GanConfig, splits, out: Path) -> tuple[nn.Module, dict[str,
     norm = fit_normalizer(train.inputs)
     path = out / "classifier.pt"
     if path.exists():
-        saved = torch.load(path, weights_only=True)
-        net.load_state_dict(saved["model"])
-        info = saved["info"]
+        from trickbag.train.checkpoint import UnsafeFileError, load_checkpoint
+
+        try:
+            saved = load_checkpoint(path)  # tensors and plain containers only: a pickle never runs
+            net.load_state_dict(saved["model"])
+            info = dict(saved["info"])
+        except UnsafeFileError:
+            raise
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else f"not a classifier of this config ({exc})"
+            raise ValueError(f"{reason.rstrip('.')}; delete {path} to train the feature classifier again") from None
     else:
         trainer = Trainer(net, DeviceLoader(train, 128, normalize=norm, seed=0),
                           optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
@@ -239,7 +274,7 @@ def _classifier(cfg: GanConfig, splits, out: Path) -> tuple[nn.Module, dict[str,
         test = trainer.evaluate(DeviceLoader(splits.test, 1000, shuffle=False, normalize=norm), prefix="test")
         info = {"test_acc": test["test_acc"], "epochs": cfg.eval.classifier_epochs, "width": cfg.eval.classifier_width,
                 "features": 2 * cfg.eval.classifier_width, "train_images": len(train)}
-        torch.save({"model": net.state_dict(), "info": info}, path)
+        save_torch({"model": net.state_dict(), "info": info}, path)
 
     class Features(nn.Module):
         def __init__(self):
@@ -255,6 +290,28 @@ def _classifier(cfg: GanConfig, splits, out: Path) -> tuple[nn.Module, dict[str,
 
 # ---- the run ------------------------------------------------------------------------------------
 
+def _saved_results(path: Path, cfg: GanConfig) -> dict[str, Any]:
+    """The results a folder holds for ``cfg`` (``{}`` for none); another config's are refused,
+    naming the keys that differ."""
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError(f"a mapping, got {type(saved).__name__}")
+    except ValueError as exc:
+        raise ValueError(f"{path} is damaged ({exc}); move it away to start again") from None
+    if saved.get("config") is not None:
+        # Saved by an older trickbag, a config lacks the keys added since: read it as today's
+        # code would (their defaults) before comparing, so that resuming still works.
+        diff = changed_keys(load_gan_config(saved["config"]).to_dict(), cfg.to_dict())
+        if diff:
+            raise ValueError(f"{path.parent} holds results of another config ({'; '.join(diff)}); "
+                             "use a new --out, or the same config to continue")
+        saved["config"] = cfg.to_dict()
+    return saved
+
+
 def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "runs/gan",
         overrides: list[str] | tuple[str, ...] = (), progress: bool = True) -> dict[str, Any]:
     """Train every method with every seed, evaluate, save ``results.json``, sample PNGs and a
@@ -262,24 +319,26 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
     from trickbag._provenance import provenance
     from trickbag.gan.report import render, sample_png
 
+    from trickbag.train._runtime import _resolve_device
+
     cfg = config if isinstance(config, GanConfig) else load_gan_config(config, overrides)
+    if isinstance(config, GanConfig):
+        _check_sections(cfg)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(cfg.train.device)  # 'cuda' without a GPU fails here, before any write
+    images = cfg.data["name"] == "fashion_mnist"
+    if not images:
+        mixture = _mixture(cfg.data)  # its options are checked here
+    _nets(cfg, (1, 28, 28) if images else (2,))  # and the model's
+    results_path = out / "results.json"
+    saved = _saved_results(results_path, cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    results_path = out / "results.json"
-    saved = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if saved.get("config") is not None:
-        # Saved by an older trickbag, a config lacks the keys added since: read it as today's
-        # code would (their defaults) before comparing, so that resuming still works.
-        if load_gan_config(saved["config"]).to_dict() != cfg.to_dict():
-            raise ValueError(f"{out} holds results of another config; use a new --out")
-        saved["config"] = cfg.to_dict()
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    remove_orphans(out)  # temporary files of writes a kill interrupted
+    check_writable(out)  # a read-only or full folder fails before any training
+    write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     results: dict[str, Any] = {"config": cfg.to_dict(), "provenance": provenance(), "runs": saved.get("runs", {}),
                                "classifier": saved.get("classifier")}
-    images = cfg.data["name"] == "fashion_mnist"
-    device = torch.device(cfg.train.device)
     if images:
         from trickbag.data import fashion_mnist, subset
 
@@ -292,7 +351,6 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
         # the floor: real training images scored exactly as generated ones are (same count)
         results["classifier"]["fd_real_floor"] = frechet(to_signed(splits.train.inputs[: cfg.eval.samples]).to(device))
     else:
-        mixture = _mixture(cfg.data)
         sampler, shape = mixture, (2,)
 
     def evaluate_fn(seed: int):
@@ -326,10 +384,10 @@ def run(config: str | Path | dict[str, Any] | GanConfig, *, out: str | Path = "r
                                     "cpu_time": time.process_time() - cpu}
             sample_png(generator, cfg, out / f"samples_{file_label(label)}_seed{seed}.png",
                        mixture=None if images else mixture, device=device)
-            results_path.write_text(json.dumps(results, indent=1))
+            write_json(results_path, results)
             if progress:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in
                                   ("modes_covered", "high_quality", "fd_ours", "w_estimate"))
                 print(f"{key}: {shown} ({results['runs'][key]['wall_time']:.0f}s)", flush=True)
-    results_path.write_text(json.dumps(results, indent=1))
+    write_json(results_path, results)
     return render(out)

@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+from trickbag._atomic import save_figure
 from trickbag.ablation.stats import paired
 from trickbag.report import Page
 from trickbag.report.plots import COLORS, pyplot
@@ -82,7 +83,7 @@ def render(out: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "accuracy.png")
+    save_figure(fig, out / "accuracy.png")  # atomically
     plt.close(fig)
     page.image("accuracy.png", "Test accuracy per task against training-set size (mean and sd over seeds)")
     prov = results["provenance"]

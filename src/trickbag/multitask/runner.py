@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from trickbag._atomic import check_writable, remove_orphans, write_json
 from trickbag._provenance import provenance
+from trickbag._validate import changed_keys, check_positive_int, check_real
 from trickbag.losses import MultiTaskLoss
 from trickbag.multitask.data import FASHION_MNIST_COARSE, TaskBatches, label_map
 from trickbag.multitask.model import MultiTask, SoftSharing, split_head
@@ -107,6 +109,32 @@ def _sparse(data, mapping_fns: dict[str, Any], main_task: str, keep: int | None,
     return ArrayDataset(data.inputs, torch.stack(cols, 1), list(data.classes))
 
 
+def _saved_results(store: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The trials saved in ``store`` (none when it does not exist); those of another config,
+    tasks or settings are refused, naming the keys that differ."""
+    if not store.exists():
+        return {"trials": {}}
+    try:
+        saved = json.loads(store.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict) or not isinstance(saved.get("trials"), dict):
+            raise ValueError("no trials in it")
+    except ValueError as exc:
+        raise ValueError(f"{store} is damaged ({exc}); move it away to start again") from None
+    old = {k: saved.get(k) for k in identity}
+    if isinstance(old["config"], dict):  # saved by an older trickbag: with today's defaults for keys added since
+        from trickbag.train.config import load_config
+
+        try:
+            old["config"] = load_config(old["config"]).to_dict()
+        except ValueError:
+            pass  # a config today's code refuses differs anyway; changed_keys names where
+    diff = changed_keys(old, identity)
+    if diff:
+        raise ValueError(f"{store.parent} holds results of another config ({'; '.join(diff)}); "
+                         "use a new --out, or the same config to continue")
+    return saved
+
+
 def run(config: Any, tasks: Mapping[str, Sequence[int]], *, main_task: str = "fine", subsets: Sequence[int] = (500, 5000),
         seeds: int = 3, arms: Sequence[str] = ARMS, soft_coefficient: float = 0.02, out: str | Path = "runs/multitask",
         overrides: Sequence[str] = (), main_labels: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -125,11 +153,26 @@ def run(config: Any, tasks: Mapping[str, Sequence[int]], *, main_task: str = "fi
     for arm in arms:
         if arm not in ARMS:
             raise ValueError(f"unknown arm {arm!r}; valid: {ARMS}")
+    subsets = list(subsets)
+    if not subsets:
+        raise ValueError("subsets must name at least one training-set size, e.g. 500,5000")
+    for n in subsets:
+        check_positive_int("a training-set size in subsets", n)
+    check_positive_int("seeds", seeds)
+    if main_labels is not None:
+        check_positive_int("main_labels", main_labels)
+    check_real("soft_coefficient", soft_coefficient)
+    if soft_coefficient < 0:
+        raise ValueError(f"soft_coefficient must be >= 0, got {soft_coefficient!r}")
     cfg = load_config(config, list(overrides))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     full = load_splits(cfg)
     fine_classes = full.num_classes
+    too_big = [n for n in subsets if n > len(full.train)]
+    if too_big:
+        raise ValueError(f"subsets {too_big} exceed the {len(full.train)} training examples of data "
+                         f"{cfg.data.name!r}; valid sizes are 1 to {len(full.train)}")
     for name, mapping in tasks.items():
         if len(mapping) != fine_classes:
             raise ValueError(f"task {name!r} maps {len(mapping)} classes, but the data has {fine_classes}")
@@ -137,12 +180,14 @@ def run(config: Any, tasks: Mapping[str, Sequence[int]], *, main_task: str = "fi
     task_fns: dict[str, Any] = {t: i for i, t in enumerate([main_task, *tasks])}  # target columns
     classes = {main_task: fine_classes, **{n: max(m) + 1 for n, m in tasks.items()}}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     store = out / "multitask.json"
-    results = json.loads(store.read_text()) if store.exists() else {"trials": {}}
-    results.update({"config": cfg.to_dict(), "tasks": {n: list(m) for n, m in tasks.items()}, "main_task": main_task,
-                    "subsets": list(subsets), "main_labels": main_labels, "seeds": seeds, "arms": list(arms), "soft_coefficient": soft_coefficient,
-                    "provenance": provenance()})
+    # What the trials' numbers depend on; sizes, seeds and arms may grow between reruns.
+    identity = {"config": cfg.to_dict(), "tasks": {n: list(m) for n, m in tasks.items()}, "main_task": main_task,
+                "main_labels": main_labels, "soft_coefficient": soft_coefficient}
+    results = _saved_results(store, identity)
+    remove_orphans(out)  # temporary files of writes a kill interrupted
+    check_writable(out)  # a read-only or full folder fails before any training
+    results.update({**identity, "subsets": subsets, "seeds": seeds, "arms": list(arms), "provenance": provenance()})
     for n in subsets:
         splits = copy.copy(full)
         splits.train = _sparse(take_subset(full.train, n, seed=cfg.data.split_seed), mapped, main_task, main_labels,
@@ -170,7 +215,7 @@ def run(config: Any, tasks: Mapping[str, Sequence[int]], *, main_task: str = "fi
                 if progress:
                     print(f"n={n:<6} seed {seed} {arm:<26} " + "  ".join(f"{t} {a:.4f}" for t, a in accs.items())
                           + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
-                store.write_text(json.dumps(results, indent=1))
+                write_json(store, results)  # atomically: a kill or a full disk keeps the trials saved so far
     from trickbag.multitask.report import render
 
     results["report"] = [str(p) for p in render(out)]

@@ -92,6 +92,32 @@ def _params_of(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
+@torch.no_grad()
+def _true_gradients_(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> bool:
+    """Make the gradients a step pre-hook sees the true ones; False when the step is skipped.
+
+    ``torch.amp.GradScaler.step`` does not unscale for optimizers with their own scale handling
+    (torch's fused SGD, Adam, AdamW, Adagrad): it sets ``optimizer.grad_scale`` and
+    ``optimizer.found_inf`` and lets the fused kernel unscale, after the step pre-hooks ran on
+    gradients still multiplied by the scale. Here the gradients are unscaled in place (as
+    ``GradScaler.unscale_`` does: times the float32 reciprocal of the scale) and the optimizer is
+    handed no scale, so that clipping thresholds and noise act on true gradients and the kernel
+    does not divide twice. When ``found_inf`` is set the update will be skipped, as GradScaler
+    skips ``step`` for other optimizers, so the hook does nothing (the noise counter included).
+    """
+    found_inf = getattr(optimizer, "found_inf", None)
+    if isinstance(found_inf, Tensor) and bool(found_inf.item()):
+        return False
+    scale = getattr(optimizer, "grad_scale", None)
+    if isinstance(scale, Tensor):
+        inv = scale.double().reciprocal().float()
+        grads = [p.grad for p in params if p.grad is not None]
+        for (device, _), group in _by_device_and_dtype(grads, "unscaling").items():
+            torch._foreach_mul_(group, inv.to(device))
+        optimizer.grad_scale = None  # type: ignore[attr-defined]  # GradScaler deletes it after the step
+    return True
+
+
 def attach_gradient_centralization(
     optimizer: torch.optim.Optimizer, *, conv_only: bool = False
 ) -> RemovableHandle:
@@ -113,7 +139,9 @@ def attach_gradient_centralization(
     """
 
     def hook(opt: torch.optim.Optimizer, args, kwargs) -> None:
-        centralize_gradients_(_params_of(opt), conv_only=conv_only)
+        params = _params_of(opt)
+        if _true_gradients_(opt, params):  # centralisation is linear, but a later hook may clip
+            centralize_gradients_(params, conv_only=conv_only)
 
     return optimizer.register_step_pre_hook(hook)
 
@@ -137,6 +165,9 @@ def attach_grad_clipping(
     Returns:
         The hook's handle.
 
+    In a loop with ``torch.amp.GradScaler`` the thresholds apply to the true (unscaled)
+    gradients, fused optimizers included (whose kernels would otherwise unscale after the hook).
+
     Example:
         >>> import torch
         >>> w = torch.nn.Parameter(torch.zeros(2)); opt = torch.optim.SGD([w], lr=1.0)
@@ -153,7 +184,7 @@ def attach_grad_clipping(
 
     def hook(opt: torch.optim.Optimizer, args, kwargs) -> None:
         params = [p for p in _params_of(opt) if p.grad is not None]
-        if not params:
+        if not params or not _true_gradients_(opt, params):
             return
         if max_value is not None:
             torch.nn.utils.clip_grad_value_(params, max_value, foreach=True)
@@ -247,9 +278,11 @@ def attach_gradient_noise(
     generators: dict[torch.device, torch.Generator] = {}
 
     def hook(opt: torch.optim.Optimizer, args, kwargs) -> None:
+        params = [p for p in _params_of(opt) if p.grad is not None]
+        if params and not _true_gradients_(opt, params):
+            return  # GradScaler found inf/NaN: the update is skipped, as for unfused optimizers
         t = step_fn() if step_fn is not None else calls[0]
         calls[0] += 1
-        params = [p for p in _params_of(opt) if p.grad is not None]
         if not params:
             return
         std = gradient_noise_std(t, eta=eta, gamma=gamma)

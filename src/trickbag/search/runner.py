@@ -281,7 +281,9 @@ def _options(base: RunConfig, **given: Any) -> dict[str, Any]:
     opts["sampler"] = check_choice("sampler", opts["sampler"] or "random", ("random", "tpe"))
     opts["pruner"] = check_choice("pruner", opts["pruner"] or "median", ("median", "hyperband", "none"))
     opts["metric"] = opts["metric"] or "val_acc"
-    opts["direction"] = opts["direction"] or ("minimize" if "loss" in opts["metric"] or "error" in opts["metric"] else "maximize")
+    from trickbag.ablation.runner import direction_of  # the package's one rule (trickbag.loop.metric_mode)
+
+    opts["direction"] = direction_of(opts["metric"], opts["direction"])
     opts["coarse_epochs"] = float(opts["coarse_epochs"] if opts["coarse_epochs"] is not None else 1.0)
     opts["fine_epochs"] = float(opts["fine_epochs"] or base.train.epochs or 1)
     opts["fine_trials"] = opts["fine_trials"] if opts["fine_trials"] is not None else max(3, opts["trials"] // 2)

@@ -12,7 +12,12 @@ import torch
 
 from trickbag._atomic import save_torch
 
-__all__ = ["save_atomic", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["save_atomic", "load_checkpoint", "UnsafeFileError", "rng_state", "set_rng_state"]
+
+
+class UnsafeFileError(ValueError):
+    """A file that ``torch.load(weights_only=True)`` refused: it would construct objects other
+    than tensors and plain containers (a pickle can run code), so it is never loaded."""
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
@@ -24,15 +29,28 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, so a
-    checkpoint can never run code."""
+    """Load a checkpoint (or any file ``torch.save`` wrote) with ``weights_only=True``:
+    tensors and plain containers only, so a checkpoint can never run code. A damaged or
+    truncated file raises a one-sentence ``ValueError``; one holding other objects (a
+    malicious pickle) an :class:`UnsafeFileError`, also a ``ValueError``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is not a readable trickbag checkpoint: {exc}") from exc
+        import pickle
+        import re
+
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text:
+            found = re.search(r"(?:GLOBAL|global|operand):? ([\w.]+)", text)
+            what = f" ({found.group(1)})" if found else ""
+            raise UnsafeFileError(f"refusing to load {path}: it holds more than tensors and plain containers{what}, "
+                                  "and a pickle can run code; it comes from elsewhere or was tampered with") from None
+        reason = text.strip().splitlines()[0].split(". ")[0].rstrip(".") if text.strip() else "empty"
+        raise ValueError(f"{path} is damaged or not a torch file ({type(exc).__name__}: {reason}); "
+                         "it may have been cut short") from None
 
 
 def rng_state() -> dict[str, Any]:

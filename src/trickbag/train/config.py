@@ -33,9 +33,23 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _BadYAML(yaml.YAMLError, ValueError):
+    """Invalid YAML, as a ``ValueError`` too: the command line's one-line errors catch it."""
+
+
 def yaml_load(text: str) -> Any:
-    """Parse YAML safely, with YAML 1.2 floats."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML safely, with YAML 1.2 floats. Invalid YAML raises a ``ValueError`` (that is
+    also a ``yaml.YAMLError``) saying where and why in one sentence."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _BadYAML:
+        raise
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        shown = f"{text!r} is" if len(text) <= 40 and "\n" not in text else "the text is"
+        raise _BadYAML(f"{shown} not valid YAML: {problem}{where}") from None
 
 
 @dataclass
@@ -349,7 +363,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node[p]
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml_load(value)
+        try:
+            node[parts[-1]] = yaml_load(value)
+        except ValueError as exc:
+            raise ValueError(f"override {item!r}: {exc}") from None
     return raw
 
 
@@ -367,7 +384,7 @@ def load_config(source: str | Path | dict[str, Any] | RunConfig, overrides: list
         try:
             raw = yaml_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is not valid YAML: {exc}") from None
+            raise ValueError(f"{path}: {exc}") from None
         origin = str(path)
     return from_dict(apply_overrides(raw, list(overrides)), origin)
 

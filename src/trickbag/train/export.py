@@ -25,6 +25,7 @@ def load_run_model(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Mo
     """Rebuild a run's model from its config (model-surgery tricks included) and load its
     weights (``best_model.pt`` or ``model.pt``) with ``weights_only=True``; in eval mode."""
     from trickbag.train.build import apply_tricks, build_model
+    from trickbag.train.checkpoint import load_checkpoint
     from trickbag.train.config import load_config
 
     run_dir = Path(run_dir)
@@ -45,7 +46,7 @@ def load_run_model(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Mo
     path = run_dir / ("best_model.pt" if weights == "best" else "model.pt")
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (the run diverged, or is unfinished)")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_checkpoint(path))  # weights_only: a damaged or malicious file is one ValueError
     return model.eval(), info
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trickbag._atomic import remove_orphans, write_json, write_text
+from trickbag._atomic import remove_orphans, tidy_folder, write_json, write_text
 from trickbag._provenance import provenance
 from trickbag.train.build import Run, build_run
 from trickbag.train.config import RunConfig, load_config
@@ -20,7 +20,9 @@ def new_run_dir(cfg: RunConfig, out: str | Path | None) -> Path:
     if out is not None:
         path = Path(out)
         # Only rank 0 checks: under torchrun the other ranks may look after rank 0 has written.
-        if world()[0] == 0 and path.exists() and any(path.iterdir()):
+        # A folder holding only the temporary files of a write killed before the first file was
+        # complete (no config.yaml yet) counts as new: those files are removed.
+        if world()[0] == 0 and tidy_folder(path):
             raise ValueError(f"run directory {path} is not empty; use --resume {path} to continue it, or a new --out")
         return path
     if world()[2] > 1:
@@ -65,6 +67,9 @@ def resume_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
     config_file = path / "config.yaml"
     if not config_file.exists():
+        if path.is_dir() and not tidy_folder(path):
+            raise FileNotFoundError(f"{path} holds no config.yaml: the run was stopped before it started; "
+                                    f"start it again with --config CONFIG --out {path}")
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
     cfg = load_config(config_file)
     run = build_run(cfg, run_dir=path)

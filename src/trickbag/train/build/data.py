@@ -114,7 +114,9 @@ def load_splits(cfg: RunConfig):
     return splits
 
 
-_NORMALIZERS: dict[tuple, Any] = {}
+# One entry: (the images tensor itself, its normaliser). Holding the tensor keeps its id and
+# storage from being reused by another data draw of the same shape while the entry lives.
+_NORMALIZERS: list[tuple[torch.Tensor, Any]] = []
 
 
 def _normalizer(images: torch.Tensor):
@@ -122,8 +124,6 @@ def _normalizer(images: torch.Tensor):
     trials of an ablation or search share their data, so they share this too)."""
     from trickbag.augment import fit_normalizer
 
-    key = (id(images), images.data_ptr(), tuple(images.shape), str(images.device))
-    if key not in _NORMALIZERS:
-        _NORMALIZERS.clear()
-        _NORMALIZERS[key] = fit_normalizer(images)
-    return _NORMALIZERS[key]
+    if not (_NORMALIZERS and _NORMALIZERS[0][0] is images):
+        _NORMALIZERS[:] = [(images, fit_normalizer(images))]
+    return _NORMALIZERS[0][1]

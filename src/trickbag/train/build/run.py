@@ -164,7 +164,8 @@ class Run:
     def metric_names(self) -> list[str]:
         """The names of the metrics this run reports at the end of an epoch (what an ablation
         or a search may compare), without training: the loop's own, the validation metrics
-        the data allows, and those the callbacks add."""
+        the data allows, those the callbacks add, and the test split's (evaluated once, at the
+        end of the run)."""
         names = {"epoch", "step", "lr", "train_loss", "epoch_time", "samples_per_sec"}
         if self.trainer.track_train_acc:
             names.add("train_acc")
@@ -179,6 +180,12 @@ class Run:
                     val_names.add("val_top5")
             val_names |= {f"val_{k}" for k in self.trainer.extra_metrics}
         names |= val_names
+        test = getattr(self.splits, "test", None)
+        if self.test_data is not None and test is not None:  # evaluated once, after the last epoch
+            names.add("test_loss")
+            if test.targets.dim() == 1 and not test.targets.is_floating_point():
+                names |= {"test_acc", "test_top5"} if self.splits.num_classes > 5 else {"test_acc"}
+            names |= {f"test_{k}" for k in self.trainer.extra_metrics}
         for cb in self.trainer.callbacks:
             extra = getattr(cb, "reported_metrics", None)
             if callable(extra):

@@ -97,7 +97,9 @@ class MLflowLogger(_Tracker):
 
     Args:
         tracking_uri: where runs go (``file:./mlruns``, ``sqlite:///mlflow.db``, a server URL);
-            None: MLflow's default (``MLFLOW_TRACKING_URI`` or ``./mlruns``).
+            None: MLflow's default (``MLFLOW_TRACKING_URI`` or ``./mlruns``). A new experiment
+            in a SQLite store keeps its artefacts under ``./mlruns`` of the working folder
+            (MLflow's default artefact root), wherever the database is.
         experiment: the experiment (ablations and searches use the study's name).
         run_name, tags: the run's name and tags (ablation trials tag arm and seed).
         every_steps: log the step loss and learning rate this often.
