@@ -88,7 +88,9 @@ def render(out: str | Path) -> dict[str, Any]:
         for w in warnings:
             page.warning(w)
     else:
-        page.paragraph("None: the best values lie inside their ranges and the top trials differ by more than seed noise.")
+        page.paragraph("None: the best values lie inside their ranges, the top trials differ by more than seed noise"
+                       + (", and the retrained mean is within two seed sds of the search's best." if final_vals
+                          else " (no retrained seeds to judge the search's best by)."))
     page.heading("Top trials")
     rows = []
     for t in ranked[:10]:
