@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -441,6 +442,44 @@ class PlannedStudy:
             thread.join(timeout=5)
 
 
+def _under_main_guard(tree: Any, line: int) -> bool:
+    """Whether ``line`` of a module's AST lies inside ``if __name__ == "__main__":``."""
+    import ast
+
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and node.body
+                and node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno)):
+            names = [node.test.left, *node.test.comparators]
+            texts = {n.id if isinstance(n, ast.Name) else getattr(n, "value", None) for n in names}
+            if texts == {"__name__", "__main__"}:
+                return True
+    return False
+
+
+def unguarded_main_call() -> str | None:
+    """``"script.py:12"`` when the running script reached this call from its module level
+    outside ``if __name__ == "__main__":``: worker processes (spawned: each re-imports the script,
+    as every start method but fork does) would run that line again and fail. None otherwise
+    (guarded, an interactive session, a script that cannot be read, a package's ``__main__``
+    module run with ``python -m``, which multiprocessing does not re-import)."""
+    import ast
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__")):
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            path = frame.f_code.co_filename
+            try:
+                tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, ValueError):
+                return None
+            return None if _under_main_guard(tree, frame.f_lineno) else f"{Path(path).name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
 def run_slots(
     planned: PlannedStudy,
     *,
@@ -463,6 +502,12 @@ def run_slots(
     running: dict[int, Any] = {}
     futures: dict[cf.Future, tuple[Any, Any]] = {}
     pool = None
+    where = unguarded_main_call() if workers > 1 else None
+    if where is not None:  # worker processes would re-run the script: run the trials here instead
+        print(f"note: {where} starts {workers} worker processes from module level; each would re-import the "
+              f"script and run it again, so the trials run one at a time in this process. To run {workers} at "
+              'once, put the call under `if __name__ == "__main__":`.', file=sys.stderr, flush=True)
+        workers = 1
     if workers > 1:
         import torch
 

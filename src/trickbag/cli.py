@@ -41,9 +41,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _print_results(results: dict) -> None:
-    final = results.get("final", {})
-    parts = [f"{k} {final[k]:.4f}" for k in ("train_loss", "val_loss", "val_acc") if isinstance(final.get(k), float)]
-    parts += [f"{k} {v:.4f}" for k, v in results.get("test", {}).items() if k in ("test_loss", "test_acc")]
+    final, test = results.get("final", {}), results.get("test", {})
+    shown = ["train_loss", "val_loss", "val_acc"]
+    shown += sorted(k for k in final if k.startswith("val_") and k not in shown)  # custom metrics too (val_p_true)
+    parts = [f"{k} {final[k]:.4f}" for k in shown if isinstance(final.get(k), float)]
+    first = [k for k in ("test_loss", "test_acc") if k in test]
+    parts += [f"{k} {test[k]:.4f}" for k in first + sorted(set(test) - set(first)) if isinstance(test[k], float)]
     print("result: " + "  ".join(parts) + f"  ({results['wall_time']:.1f}s)")
     if results.get("stopped"):
         print(f"stopped: {results['stopped']}")
@@ -185,7 +188,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
                   metric=args.metric, workers=args.workers, storage=args.storage, out=args.out,
                   overrides=args.overrides, study_name=args.study, progress=not args.quiet)
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary["best"].items())
-    print(f"best: {best}  ({summary['metric']} {fmt(summary['best_value'])})")
+    print(f"best: {best}  ({summary['metric']} {fmt(summary['best_value'])}, one seed, selected on validation)")
+    if summary.get("retrained"):
+        r, t = summary["retrained"], summary.get("test")
+        print(f"retrained with {r['n']} seeds: {summary['metric']} {fmt(r['mean'])} +- {fmt(r['sd'])}"
+              + (f"; test split (reported once): {t['metric']} {fmt(t['mean'])}" if t else ""))
     for w in summary.get("warnings", []):
         print(f"warning: {w}")
     print(f"best config: {summary['out']}/best.yaml   report: {summary['report'][1]}")
@@ -205,7 +212,8 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     run = build_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / f"lr_find-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable(out)  # before the sweep, not after it
-    result = lr_find(run.trainer, min_lr=args.min, max_lr=args.max, steps=args.steps)
+    result = lr_find(run.trainer, min_lr=args.min, max_lr=args.max, steps=args.steps,
+                     progress=True)
     write_json(out / "lr_find.json", result.to_dict())
     png = plot_lr_find(result, out / "lr_find.png")
     lo, hi = result.cyclic_bounds
@@ -221,7 +229,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
     result = run(args.runs, data=args.data, combine=args.combine, calibrate=args.calibrate, bins=args.bins,
                  out=args.out, intervals=args.intervals, device=args.device)
-    print(table_text(result["rows"]))
+    print(table_text(result["rows"], result["data"]))
     print(f"reliability diagram: {result['reliability']}  (and ensemble.json)")
     return 0
 

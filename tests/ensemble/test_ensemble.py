@@ -95,11 +95,14 @@ def test_cli_ensemble_prints_members_and_ensemble(runs, tmp_path, capsys):
     assert main(["ensemble", *map(str, dirs), "--calibrate", "--bins", "10", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ensemble (2, probs)" in text and "(T=" in text and "nll" in text
+    assert text.splitlines()[0].startswith("model (scored on the test split)  ")  # which split the table scores
     result = json.loads((out / "ensemble.json").read_text())
     assert len(result["rows"]) == 6  # 2 members, the ensemble, each also temperature-scaled
     assert (out / "reliability.png").stat().st_size > 1000
     assert main(["ensemble", *map(str, sorted((snap / "snapshots").glob("*.pt"))), "--combine", "logits",
                  "--out", str(tmp_path / "snap")]) == 0
     assert "ensemble (2, logits)" in capsys.readouterr().out
+    assert main(["ensemble", *map(str, dirs), "--data", "val", "--out", str(tmp_path / "val")]) == 0
+    assert capsys.readouterr().out.startswith("model (scored on the val split)  ")
     assert main(["ensemble", str(dirs[0]), "--data", "val", "--calibrate"]) == 2
     assert "fits temperatures on the validation split" in capsys.readouterr().err

@@ -4,6 +4,7 @@ PostgreSQL workers, the shipped Fashion-MNIST config."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from subproc import subprocess_env
 from trickbag.cli import main
 from trickbag.data.vision import DEBIAN_FMNIST
 from trickbag.search import border_warnings, load_space, narrow, run
-from trickbag.search.runner import noise_warning
+from trickbag.search.runner import noise_warning, winners_curse_warning
 from trickbag.search.space import Param
 from trickbag.train.config import load_config
 
@@ -98,6 +99,29 @@ def test_border_and_noise_rules():
     assert border_warnings([lin], {"dropout": 0.48}) and not border_warnings([lin], {"dropout": 0.3})
     assert noise_warning([0.91, 0.909], [0.90, 0.92, 0.91], "val_acc") is not None
     assert noise_warning([0.95, 0.80], [0.90, 0.901, 0.90], "val_acc") is None
+
+
+def test_winners_curse_rule():
+    """The issue's search: best 0.4775 on one seed, retrained 0.380 +- 0.038: warned; within 2 sd: not."""
+    w = winners_curse_warning(0.4775, [0.34, 0.38, 0.42], "val_acc")
+    assert w.startswith("winner's curse: the search's best val_acc 0.4775 was a lucky draw") and "0.38" in w
+    assert winners_curse_warning(0.44, [0.34, 0.38, 0.42], "val_acc") is None  # 1.5 sd
+    assert winners_curse_warning(0.30, [0.34, 0.38, 0.42], "val_acc") is None  # retrained better
+    assert "higher" in winners_curse_warning(0.10, [0.30, 0.31, 0.32], "val_loss", maximize=False)
+    assert winners_curse_warning(0.31, [0.30, 0.31, 0.32], "val_loss", maximize=False) is None
+    assert winners_curse_warning(0.9, [0.5], "val_acc") is None  # one seed: no spread to judge by
+
+
+def test_the_console_prints_the_retrained_mean_and_the_test_score(tmp_path, capsys):
+    cfg = dict(REGRESSION, search={**REGRESSION["search"], "trials": 4, "stages": "coarse", "noise_seeds": 2})
+    assert main(["search", "--config", str(write(tmp_path, cfg)), "--space", str(write(tmp_path, {"lr": "loguniform(0.05, 2)"}, "s.yaml")),
+                 "--quiet", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^best: lr=\S+  \(val_loss \S+, one seed, selected on validation\)$", printed, flags=re.M), printed
+    assert re.search(r"^retrained with 2 seeds: val_loss \d\.\d+ \+- \d\.\d+; test split \(reported once\): "
+                     r"test_loss \d\.\d+$", printed, flags=re.M), printed
+    warnings = json.loads((tmp_path / "out" / "warnings.json").read_text())
+    assert [line[len("warning: "):] for line in printed.splitlines() if line.startswith("warning: ")] == warnings
 
 
 def test_narrowing_stays_inside_and_keeps_good_choices():
@@ -215,7 +239,7 @@ def test_shipped_fashion_mnist_config_end_to_end(tmp_path, capsys):
                  "search.coarse_epochs=0.5", "search.fine_trials=3", "search.noise_seeds=2"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "best: lr=" in printed and "best.yaml" in printed
+    assert "best: lr=" in printed and "best.yaml" in printed and "retrained with 2 seeds: val_acc" in printed
     for key in ("lr", "weight_decay", "momentum", "mixup_alpha", "cutout_size"):
         assert (tmp_path / "out" / f"param_{key}.png").exists()
     best = load_config(tmp_path / "out" / "best.yaml")

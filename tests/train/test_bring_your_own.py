@@ -90,6 +90,9 @@ def test_every_tool_runs_the_users_package(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "train" / "results.json").read_text())
     assert "test_p_true" in results["test"]
+    result_line = next(line for line in done.stdout.splitlines() if line.startswith("result: "))
+    assert f"val_p_true {results['final']['val_p_true']:.4f}" in result_line  # the custom metric is printed
+    assert f"test_p_true {results['test']['test_p_true']:.4f}" in result_line
 
     done = _cli(["lr-find", "--config", str(config), "--out", str(tmp_path / "lr"), "--steps", "20"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -232,10 +232,13 @@ def test_early_stopping_stops_and_restores_the_best_weights():
         run([C.EarlyStopping(monitor="val_f1")], epochs=1)
 
 
-def test_ema_follows_its_formula_and_is_used_for_evaluation():
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_follows_its_formula_and_is_used_for_evaluation(warmup):
+    """Each update is w_avg <- d w_avg + (1 - d) w; with the warm-up (the default) the n-th update's
+    d is min(decay, (1 + n) / (10 + n)), TensorFlow's num_updates rule."""
     model = mlp()
     shadow0 = [t.detach().clone() for t in model.state_dict().values()]
-    ema = C.EMA(decay=0.9, apply_at_end=False)
+    ema = C.EMA(decay=0.9, apply_at_end=False, warmup=warmup)
     seen = []
 
     class AtStep(C.Callback):
@@ -244,8 +247,11 @@ def test_ema_follows_its_formula_and_is_used_for_evaluation():
 
     t = run([AtStep(), ema], steps=2, model=model, val=False)
     expected = shadow0
-    for weights in seen:
-        expected = [0.9 * e + 0.1 * w for e, w in zip(expected, weights)]
+    for n, weights in enumerate(seen):
+        d = min(0.9, (1 + n) / (10 + n)) if warmup else 0.9
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights)]
+    assert ema.updates == 2 and ema.decay_at(0, 2, updates=100) == 0.9
+    assert ema.decay_at(0, 2, updates=0) == (0.1 if warmup else 0.9)
     for s, e in zip(ema.shadow, expected):
         torch.testing.assert_close(s, e)
     assert not all(torch.equal(s, w) for s, w in zip(ema.shadow, seen[-1]))

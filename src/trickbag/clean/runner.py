@@ -10,6 +10,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,7 +129,9 @@ def _image_grid(images: Tensor, titles: list[str], path: Path, cols: int = 8) ->
     plt = pyplot()
     n = max(1, images.shape[0])
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), dpi=100, squeeze=False)
+    titles = ["\n".join(textwrap.fill(part, 24) for part in t.split("\n")) for t in titles]  # long names wrap, uncut
+    lines = max([t.count("\n") + 1 for t in titles] or [2])
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, (1.5 + 0.17 * lines) * rows), dpi=100, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles):
@@ -139,6 +142,7 @@ def _image_grid(images: Tensor, titles: list[str], path: Path, cols: int = 8) ->
         else:
             ax.imshow(x.permute(1, 2, 0).numpy())
         ax.set_title(title, fontsize=6.5)
+        ax.set_anchor("S")  # the square image sits at the bottom of its cell, its title in the room above
     fig.tight_layout()
     save_figure(fig, path)  # atomically, as every file of the folder
     plt.close(fig)
@@ -316,7 +320,7 @@ def run(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, folds: in
     grid_png = None
     if data.kind == "image" and order:
         top = order[:grid]
-        titles = [f"#{i}: {names[labels[i]][:10]}\n-> {names[suggested[i]][:10]} ({probs[i, suggested[i]]:.2f})" for i in top]
+        titles = [f"#{i}: {names[labels[i]]}\n-> {names[suggested[i]]} ({probs[i, suggested[i]]:.2f})" for i in top]
         grid_png = _image_grid(data.inputs[top], titles, out / "suspects.png")
     write_exclusions(out / "excluded.txt", order, size=len(data), note=f"{len(order)} suspects by rule {rule!r}")
     cleaned = _relative_paths(cfg, out)
@@ -470,7 +474,7 @@ def rank(config: Any, models: str | Sequence[str] = "small_cnn,mlp", *, pool: st
                 for i in order.tolist()])
     if data.kind == "image":
         pick = order[:grid].tolist()
-        _image_grid(data.inputs[pick], [f"#{i}: {names[mean[i].argmax()][:10]}?\nmargin {1 - scores['margin'][i]:.2f}"
+        _image_grid(data.inputs[pick], [f"#{i}: {names[mean[i].argmax()]}?\nmargin {1 - scores['margin'][i]:.2f}"
                                         for i in pick], out / "to_label.png")
     result = {"pool": pool, "size": len(data), "models": [_label(s) for s in specs], "overall_error_rate": float(wrong.double().mean()),
               "rankings": summary, "provenance": provenance()}

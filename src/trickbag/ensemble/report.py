@@ -34,8 +34,10 @@ def reliability_diagram(curves: dict[str, tuple[Tensor, Tensor]], path: str | Pa
         acc = [a if f else 0.0 for a, f in zip(b.accuracy.tolist(), filled)]
         conf = [c if f else 0.0 for c, f in zip(b.confidence.tolist(), filled)]
         ax.bar(centers, acc, width=width, color="#1f77b4", edgecolor="white", label="accuracy")
+        # the gap as opaque red hatching without fill: over a blue bar (under-confidence) and above
+        # one (over-confidence) it shows the same red as the legend, never a blend
         ax.bar(centers, [c - a if f else 0.0 for a, c, f in zip(acc, conf, filled)], bottom=acc, width=width,
-               color="#d62728", alpha=0.35, edgecolor="#d62728", label="gap to confidence")
+               fill=False, hatch="////", edgecolor="#d62728", linewidth=0.8, label="gap to confidence")
         ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -49,10 +51,12 @@ def reliability_diagram(curves: dict[str, tuple[Tensor, Tensor]], path: str | Pa
     return path
 
 
-def table_text(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows of :func:`~trickbag.ensemble.evaluate` as an aligned text table."""
-    width = max(len(r["name"]) for r in rows)
-    lines = [f"{'model':<{width}}  {'acc':>7}  {'nll':>7}  {'ece':>7}"]
+def table_text(rows: Sequence[dict[str, Any]], split: str | None = None) -> str:
+    """The rows of :func:`~trickbag.ensemble.evaluate` as an aligned text table; ``split``
+    (``"test"``, ``"val"``) names the split scored in the header."""
+    first = "model" if split is None else f"model (scored on the {split} split)"
+    width = max(len(first), *(len(r["name"]) for r in rows))
+    lines = [f"{first:<{width}}  {'acc':>7}  {'nll':>7}  {'ece':>7}"]
     for r in rows:
         line = f"{r['name']:<{width}}  {r['acc']:7.4f}  {r['nll']:7.4f}  {r['ece']:7.4f}"
         if "acc_ci" in r:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trickbag._progress import Ticker, format_seconds
 from trickbag._validate import check_positive, check_positive_int, check_range
 
 __all__ = ["LRFindResult", "lr_find", "plot_lr_find"]
@@ -47,14 +49,18 @@ def lr_find(
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
     steps: int = 200,
-    beta: float = 0.98,
+    beta: float | None = None,
     diverge: float = 4.0,
+    progress: bool = False,
 ) -> LRFindResult:
     """Sweep the learning rate exponentially from ``min_lr`` to ``max_lr`` over ``steps``
     updates of the trainer's model, recording the loss (smoothed by an exponential moving
-    average with bias correction), and stop when the smoothed loss exceeds ``diverge`` times
-    its minimum. The model, its buffers and the optimizer are restored to their starting
-    state afterwards.
+    average with bias correction, as fastai's ``lr_find``), and stop when the smoothed loss
+    exceeds ``diverge`` times its minimum. ``beta`` defaults to a window ``1 / (1 - beta)`` of a
+    fifth of a decade of learning rates, so the smoothed curve lags the raw one by about 0.2
+    decade (fastai's fixed 0.98 averages 50 steps: two decades of the default sweep). The model, its buffers and the optimizer are restored to their starting
+    state afterwards. With ``progress``, a plain line on stderr every 30 s
+    (``$TRICKBAG_PROGRESS_INTERVAL``): step, learning rate, loss, rate and ETA.
 
     Reference: Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
     """
@@ -63,6 +69,9 @@ def lr_find(
     if max_lr <= min_lr:
         raise ValueError(f"max_lr must be above min_lr, got {min_lr!r} and {max_lr!r}")
     check_positive_int("steps", steps, minimum=5)
+    if beta is None:
+        per_decade = (steps - 1) / math.log10(max_lr / min_lr)
+        beta = 1.0 - 1.0 / max(1.0, per_decade / 5)
     check_range("beta", beta, 0.0, 1.0, high_open=True)
     check_positive("diverge", diverge)
     s = trainer._prepare()
@@ -76,6 +85,7 @@ def lr_find(
     it = iter(data)
     was_training = model.training
     model.train()
+    ticker = Ticker() if progress else None
     try:
         for i in range(steps):
             lr = min_lr * (max_lr / min_lr) ** (i / (steps - 1))
@@ -110,6 +120,11 @@ def lr_find(
             if i > 5 and sm > diverge * best:
                 stopped = True
                 break
+            if ticker is not None and ticker.due():
+                per_step = ticker.elapsed() / (i + 1)
+                print(f"lr-find step {i + 1}/{steps}  lr {lr:.3g}  loss {value:.4f} (smoothed {sm:.4f})  "
+                      f"{1 / per_step:.2f} steps/s  ETA {format_seconds((steps - i - 1) * per_step)} at most",
+                      file=sys.stderr, flush=True)
     finally:
         model.load_state_dict(saved_model)
         opt.load_state_dict(saved_opt)
@@ -155,8 +170,11 @@ def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
     ax.axvspan(lo, hi, color="#9467bd", alpha=0.12, label=f"cyclic bounds {lo:.2g} to {hi:.2g}")
     ax.set_xscale("log")
     plain_log_ticks(ax, "x")
-    top = max(result.smoothed[: max(1, n // 2)] + [min(result.smoothed) * 2])
-    ax.set_ylim(min(result.smoothed) * 0.9, top * 1.1)
+    raw = [v for v in result.losses[:n] if math.isfinite(v)]
+    top = max(result.smoothed[: max(1, n // 2)] + raw[: max(1, n // 2)] + [min(result.smoothed) * 2])
+    low = min(raw + result.smoothed)  # the raw loss dips below the smoothed one: keep it in view
+    pad = 0.05 * (top - low)
+    ax.set_ylim(low - pad, top + pad)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
     ax.set_title("learning-rate range test" + (" (stopped when the loss diverged)" if result.stopped_early else ""), fontsize=9)

@@ -98,7 +98,7 @@ def _distributions(samples, names, key: str, range_key: str, out: Path, title: s
     """One panel per layer: its histogram over time as an image (time left to right). Each
     sample's histogram covers the range its values had then; the panel puts them all on one
     value axis, ``[-R, R]`` with ``R`` the largest range the layer reached, so the axis is in the
-    layer's own units."""
+    layer's own units; ``[0, R]`` for a layer that never had a negative value (a ReLU's output)."""
     import numpy as np
 
     hists = [s.get(key) or [] for s in samples]
@@ -126,6 +126,8 @@ def _distributions(samples, names, key: str, range_key: str, out: Path, title: s
         last = steps[-1] if len(steps) > 1 else steps[0] + 1
         image = ax.imshow(np.log10(mat + 1e-4), aspect="auto", origin="lower", cmap="viridis",
                           extent=[steps[0], last, -top, top], vmin=-4, vmax=0)
+        if not mat[(edges[:-1] + edges[1:]) / 2 < 0].any():  # no negative value ever (after a ReLU): the empty half is not drawn
+            ax.set_ylim(0, top)
         ax.set_title(str(names[idx]), fontsize=8)
         ax.set_xlabel("step", fontsize=7)
         ax.set_ylabel("value", fontsize=7)

@@ -22,9 +22,16 @@ def pyplot():
 
 
 def plain_log_ticks(ax, axis: str = "y") -> None:
-    """Plain numbers on a log axis (0.3, 2, 1e-05 where needed) instead of 3x10^-1."""
-    from matplotlib.ticker import FuncFormatter
+    """Plain numbers on a log axis (0.3, 2, 1e-05 where needed) instead of 3x10^-1, with the
+    minor ticks labelled too when the axis spans under two decades (a subset of them, all under
+    half a decade, as matplotlib's ``LogFormatter`` picks them), so a short axis is never left
+    with one label or none."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
 
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    target.set_major_formatter(Plain(labelOnlyBase=True))
+    target.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(2, 0.5)))

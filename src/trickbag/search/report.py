@@ -15,7 +15,7 @@ from trickbag._atomic import save_figure, write_json
 from trickbag.report import Page
 from trickbag.report.page import fmt
 from trickbag.report.plots import plain_log_ticks, pyplot
-from trickbag.search.runner import border_warnings, noise_warning
+from trickbag.search.runner import border_warnings, noise_warning, winners_curse_warning
 from trickbag.search.space import Param
 
 __all__ = ["render"]
@@ -66,6 +66,9 @@ def render(out: str | Path) -> dict[str, Any]:
         noise = noise_warning([t.value for t in ranked[:3]], final_vals, metric)
         if noise:
             warnings.append(noise)
+        curse = winners_curse_warning(best.value, final_vals, metric, maximize=maximize)
+        if curse:
+            warnings.append(curse)
     page.heading("Best configuration")
     if best is not None:
         page.table(["parameter", "value", "coarse range", "fine range"],
@@ -85,7 +88,9 @@ def render(out: str | Path) -> dict[str, Any]:
         for w in warnings:
             page.warning(w)
     else:
-        page.paragraph("None: the best values lie inside their ranges and the top trials differ by more than seed noise.")
+        page.paragraph("None: the best values lie inside their ranges, the top trials differ by more than seed noise"
+                       + (", and the retrained mean is within two seed sds of the search's best." if final_vals
+                          else " (no retrained seeds to judge the search's best by)."))
     page.heading("Top trials")
     rows = []
     for t in ranked[:10]:
@@ -115,7 +120,10 @@ def render(out: str | Path) -> dict[str, Any]:
     page.code(yaml.safe_dump(meta["base"], sort_keys=False), "yaml")
     paths = page.write(out)
     write_json(out / "warnings.json", warnings)
-    return {"report": [str(p) for p in paths], "warnings": warnings,
+    retrained = {"n": len(final_vals), "mean": statistics.fmean(final_vals),
+                 "sd": statistics.stdev(final_vals) if len(final_vals) > 1 else 0.0} if final_vals else None
+    tested = {"n": len(test), "mean": statistics.fmean(test), "metric": metric.replace("val_", "test_")} if test else None
+    return {"report": [str(p) for p in paths], "warnings": warnings, "retrained": retrained, "test": tested,
             "best_value": best.value if best else None, "selectable": len(selectable)}
 
 

@@ -22,7 +22,7 @@ from trickbag.search.space import Param, apply_params, load_space
 from trickbag.search.trial import run_search_trial
 from trickbag.train.config import RunConfig, load_config
 
-__all__ = ["run", "narrow", "border_warnings", "noise_warning", "SEARCH_KEYS"]
+__all__ = ["run", "narrow", "border_warnings", "noise_warning", "winners_curse_warning", "SEARCH_KEYS"]
 
 SEARCH_KEYS = {"space", "trials", "stages", "sampler", "metric", "direction", "coarse_epochs", "fine_trials",
                "fine_epochs", "pruner", "top_fraction", "noise_seeds", "workers", "seed"}
@@ -136,6 +136,30 @@ def noise_warning(top: Sequence[float], seed_values: Sequence[float], metric: st
     return (f"the top {len(top)} trials' {metric} spans {fmt(spread)}, within seed noise (the best configuration "
             f"varies by sd {fmt(sd)} over {len(seed_values)} seeds): the search cannot tell them apart; more seeds "
             "per trial or a larger validation set would separate them.")
+
+
+def winners_curse_warning(best: float, seed_values: Sequence[float], metric: str, *, maximize: bool = True) -> str | None:
+    """A warning when the best configuration, retrained with several seeds, falls short of its
+    search value by more than twice its seed standard deviation: the search picked a lucky draw
+    (the winner's curse), and the retrained mean is what to expect.
+
+    Example:
+        >>> winners_curse_warning(0.4775, [0.35, 0.38, 0.41], "val_acc") is not None
+        True
+        >>> winners_curse_warning(0.912, [0.905, 0.911, 0.915], "val_acc") is None
+        True
+    """
+    if len(seed_values) < 2:
+        return None
+    import statistics as st
+
+    mean, sd = st.fmean(seed_values), st.stdev(seed_values)
+    shortfall = (best - mean) if maximize else (mean - best)
+    if shortfall <= 2 * sd or shortfall <= 0:
+        return None
+    return (f"winner's curse: the search's best {metric} {fmt(best)} was a lucky draw; retrained with "
+            f"{len(seed_values)} seeds the same configuration gives {fmt(mean)} (sd {fmt(sd)}), "
+            f"{fmt(shortfall)} {'lower' if maximize else 'higher'}: expect the retrained value, not the search's.")
 
 
 class _Search:

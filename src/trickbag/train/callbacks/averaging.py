@@ -27,6 +27,13 @@ class EMA(Callback):
     BatchNorm statistics too). Validation runs with the averaged weights; at the end of training
     the model keeps them when ``apply_at_end`` (default).
 
+    ``warmup`` (default on) caps the decay of the n-th update (n = 0, 1, ...) at
+    :math:`(1 + n) / (10 + n)`, as TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` does, so
+    the average forgets the random initialisation within the first updates: a short run is not
+    wrecked by a decay chosen for a long one (``EMA(0.999)`` over 100 steps would otherwise
+    still be 90% initial weights). It is not applied with ``ramp_power > 0``, which is a warm-up
+    of its own (no averaging at first).
+
     The records' cadence (Jordan 2024) is a few options away: ``ramp_power`` grows the decay over
     the run, :math:`d_t = d\,(t / T)^{p}` (no averaging at first, full ``decay`` at the end);
     ``reset_weights`` copies the average back into the model after every update, which makes it
@@ -42,7 +49,7 @@ class EMA(Callback):
 
     def __init__(self, decay: float = 0.999, every_steps: int = 1, apply_at_end: bool = True,
                  ramp_power: float = 0.0, reset_weights: bool = False, start_epoch: int = 0,
-                 reset_at_epoch_end: bool = False):
+                 reset_at_epoch_end: bool = False, warmup: bool = True):
         check_range("decay", decay, 0.0, 1.0, high_open=True)
         check_positive_int("every_steps", every_steps)
         check_nonnegative("ramp_power", ramp_power)
@@ -51,12 +58,16 @@ class EMA(Callback):
         self.decay, self.every_steps, self.apply_at_end = decay, every_steps, apply_at_end
         self.ramp_power, self.reset_weights = ramp_power, reset_weights
         self.start_epoch, self.reset_at_epoch_end = start_epoch, reset_at_epoch_end
+        self.warmup = bool(warmup)
         self.shadow: list[torch.Tensor] | None = None  # None until the average starts
+        self.updates = 0  # averaging updates made so far (the warm-up's n)
 
-    def decay_at(self, step: int, total_steps: int) -> float:
-        """:math:`d_t`: the decay used by the update after ``step`` of ``total_steps``."""
+    def decay_at(self, step: int, total_steps: int, updates: int | None = None) -> float:
+        """:math:`d_t`: the decay used by the update after ``step`` of ``total_steps``, the
+        ``updates``-th averaging update (default: the count so far) for the warm-up."""
         if self.ramp_power == 0:
-            return self.decay
+            n = self.updates if updates is None else updates
+            return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
         return self.decay * (min(step, total_steps) / max(total_steps, 1)) ** self.ramp_power
 
     def on_fit_start(self, state: TrainState) -> None:
@@ -76,6 +87,7 @@ class EMA(Callback):
                     self.shadow = [t.detach().clone() for t in live]
                 return
             ema_update_(self.shadow, live, self.decay_at(state.step, state.total_steps))
+            self.updates += 1
             if self.reset_weights:  # Lookahead: the fast weights restart from the average
                 torch._foreach_copy_(live, self.shadow)
 
@@ -103,10 +115,12 @@ class EMA(Callback):
             torch._foreach_copy_(_float_state(state.raw_model), self.shadow)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"shadow": [t.cpu() for t in self.shadow] if self.shadow is not None else None}
+        return {"shadow": [t.cpu() for t in self.shadow] if self.shadow is not None else None,
+                "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.shadow = state["shadow"]
+        self.updates = int(state.get("updates", 0))
 
 
 class SWA(Callback):

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from trickbag._optional import available
-from trickbag._validate import check_positive_int
+from trickbag._progress import Ticker, format_seconds, is_terminal
+from trickbag._validate import check_positive, check_positive_int
 from trickbag.train.callbacks.base import Callback
 from trickbag.train.state import TrainState
 
@@ -89,18 +90,37 @@ class MetricsLogger(Callback):
 
 class ProgressBar(Callback):
     """A tqdm bar per epoch on a terminal (epoch, step, loss, lr, samples/s, ETA), refreshing
-    the loss every ``refresh_every`` updates (one device sync each); plain lines, one per
-    epoch, when the output is not a terminal."""
+    the loss every ``refresh_every`` updates (one device sync each). When the output is not a
+    terminal (a log file, CI), plain lines instead: one every ``interval_s`` seconds (default
+    ``$TRICKBAG_PROGRESS_INTERVAL``, else 30) with the step, loss, rate and ETA, as tqdm and
+    Lightning do in logs, and one per epoch with its metrics."""
 
-    def __init__(self, refresh_every: int = 20, stream=None):
+    def __init__(self, refresh_every: int = 20, stream=None, interval_s: float | None = None):
         check_positive_int("refresh_every", refresh_every)
+        if interval_s is not None:
+            check_positive("interval_s", interval_s)
         self.refresh_every = refresh_every
         self.stream = stream
+        self.interval_s = interval_s
         self._bar = None
+        self._ticker: Ticker | None = None
 
     def _tty(self) -> bool:
-        stream = self.stream or sys.stderr
-        return hasattr(stream, "isatty") and stream.isatty()
+        return is_terminal(self.stream)
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if state.is_main and not self._tty():
+            self._ticker, self._fit_step0 = Ticker(self.interval_s), state.step
+
+    def _plain_line(self, state: TrainState) -> None:
+        elapsed, done = self._ticker.elapsed(), state.step - self._fit_step0
+        rate = done * state.inputs.shape[0] * state.grad_accum_steps / max(elapsed, 1e-9)
+        eta = (state.total_steps - state.step) * elapsed / max(done, 1)
+        in_epoch = state.batch_index // state.grad_accum_steps
+        print(f"epoch {state.epoch + 1}/{state.epochs}  step {state.step}/{state.total_steps} "
+              f"({in_epoch}/{state.steps_per_epoch} of the epoch)  loss {float(state.loss.detach()):.4f}  "
+              f"lr {state.lr:.3g}  {rate:.0f} samples/s  ETA {format_seconds(eta)} (training)",
+              file=self.stream or sys.stderr, flush=True)
 
     def on_epoch_start(self, state: TrainState) -> None:
         self._t0 = time.perf_counter()
@@ -114,6 +134,8 @@ class ProgressBar(Callback):
                          file=self.stream or sys.stderr, dynamic_ncols=True)
 
     def on_step_end(self, state: TrainState) -> None:
+        if self._ticker is not None and self._ticker.due():
+            self._plain_line(state)
         if self._bar is None:
             return
         self._bar.update(1)
