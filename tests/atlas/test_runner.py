@@ -112,12 +112,14 @@ def test_the_budget_is_respected(tmp_path):
     with pytest.raises(ValueError, match=r"the plan is 16 trials .* over the budget of 10"):
         run(write_suite(tmp_path, budget=10), out=tmp_path / "a", progress=False, report=False)
     assert not (tmp_path / "a").exists()
-    summary = run(write_suite(tmp_path, seeds="auto", budget=14, tricks=LS_ONLY), out=tmp_path / "b", workers=1,
+    with pytest.raises(ValueError, match="budget 14 is too small for seeds auto: the first look of every task needs 16"):
+        run(write_suite(tmp_path, seeds="auto", budget=14, tricks=LS_ONLY), out=tmp_path / "b", progress=False)
+    summary = run(write_suite(tmp_path, seeds="auto", budget=20, tricks=LS_ONLY), out=tmp_path / "b", workers=1,
                   progress=False, report=False)
-    assert 8 <= summary["counts"]["done"] <= 14  # at least the first look (2 seeds x 4 arms), never over the budget
+    assert 16 <= summary["counts"]["done"] <= 20  # at least every task's first look (2 arms x 4 seeds), at most the budget
     _, _, slots = trials(tmp_path / "b")
     assert len(slots) == len(set(slots)) == summary["counts"]["done"]
-    with pytest.raises(ValueError, match="needs --budget"):
+    with pytest.raises(ValueError, match="seeds: auto needs a budget"):
         run(write_suite(tmp_path, seeds="auto"), out=tmp_path / "c", progress=False, report=False)
 
 

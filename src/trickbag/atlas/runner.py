@@ -209,20 +209,34 @@ def _observed(cells: list[Cell], planned: _study.PlannedStudy):
     return values, tried
 
 
+def _shares(suite: Suite, cells: list[Cell]) -> dict[str, int]:
+    """``seeds: auto``: each task's share of the budget: the trials its first look needs (the
+    ablation's ``min_budget`` for its arms), plus the rest of the budget in proportion to its arms."""
+    from trickbag.ablation.adaptive import min_budget
+
+    arms = {t.name: sum(c.applies for c in cells if c.task.name == t.name) for t in suite.tasks}
+    need = {t: min_budget(n, tau=TAU) for t, n in arms.items()}
+    spare = suite.budget - sum(need.values())
+    if spare < 0:
+        raise ValueError(f"budget {suite.budget} is too small for seeds auto: the first look of every task needs "
+                         f"{sum(need.values())} trials ({', '.join(f'{t} {n}' for t, n in need.items())})")
+    total = sum(arms.values())
+    return {t: need[t] + spare * arms[t] // total for t in arms}
+
+
 def _next_round(suite: Suite, cells: list[Cell], planned: _study.PlannedStudy, bar: _Progress) -> int:
     """``seeds: auto``: per task, the ablation's adaptive design (an anytime-valid sequential test
-    per cell against the baseline) within the task's share of the budget (its arms' share of
-    all arms); returns how many trials were queued."""
+    per cell against the baseline) within the task's share of the budget (``_shares``); returns
+    how many trials were queued."""
     from trickbag.ablation.adaptive import next_trials
 
     values, tried = _observed(cells, planned)
-    applying = [c for c in cells if c.applies]
+    shares = _shares(suite, cells)
     queued = []
     for task in suite.tasks:
-        arms = [c for c in applying if c.task.name == task.name]
-        share = suite.budget * len(arms) // len(applying)
+        arms = [c for c in cells if c.task.name == task.name and c.applies]
         todo = next_trials([values[(c.task.name, c.arm)] for c in arms], [tried[(c.task.name, c.arm)] for c in arms],
-                           budget=share, reference=0, tau=TAU)
+                           budget=shares[task.name], reference=0, tau=TAU)
         queued += [_slot(arms[a], s) for a, s in todo]
     if queued:
         bar.line(f"next round: {len(queued)} trials (cells still undecided, within each task's share of the budget)")
@@ -341,10 +355,7 @@ def run(
     applying = [c for c in cells if c.applies]
     if suite.seeds == "auto":
         slots: list[dict[str, Any]] = []
-        need = 2 * len(applying)
-        if suite.budget < need:
-            raise ValueError(f"budget {suite.budget} is too small for seeds auto: {len(applying)} arms need at least "
-                             f"{need} trials for a first look")
+        _shares(suite, cells)  # a budget too small for the first look fails here, before anything is written
     else:
         slots = _fixed_slots(cells, suite.seeds)
         if suite.budget is not None and len(slots) > suite.budget:
