@@ -184,3 +184,8 @@ def test_the_cli_runs_an_atlas(tmp_path, capsys):
                  str(tmp_path / "out"), "--workers", "1", "--quiet"]) == 0
     assert "4 of 4 trials done" in capsys.readouterr().out
     assert main(["atlas", "--suite", str(write_suite(tmp_path)), "--out", str(tmp_path / "x"), "--seeds", "0"]) == 2
+    assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "results.json").exists()
+    (tmp_path / "out" / "report.md").unlink()
+    assert main(["report", str(tmp_path / "out")]) == 0  # re-rendered from the folder's study
+    assert (tmp_path / "out" / "report.md").exists()
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["tricks"] == ["ls"]
