@@ -189,3 +189,39 @@ def test_the_cli_runs_an_atlas(tmp_path, capsys):
     assert main(["report", str(tmp_path / "out")]) == 0  # re-rendered from the folder's study
     assert (tmp_path / "out" / "report.md").exists()
     assert json.loads((tmp_path / "out" / "results.json").read_text())["tricks"] == ["ls"]
+
+
+def test_swa_with_its_own_rate_needs_the_schedule_off_and_then_trains(tmp_path):
+    """An SWA arm with swa_lr on a base with a schedule has two lr owners: found when the atlas is
+    planned (it used to fail in every trial); with ``set: [schedule=null]`` it builds and trains,
+    averaging the epochs from start_epoch and ending on the averaged weights."""
+    import torch
+
+    from trickbag.ablation.trial import run_trial
+    from trickbag.atlas import load_suite
+    from trickbag.atlas.runner import plan_cells, trial_config
+
+    swa = {"swa": {"start_epoch": 1, "swa_lr": 0.01}}
+    path = write_suite(tmp_path, epochs=3, tricks={"fights": {"tricks": [swa]},
+                                                   "swa": {"tricks": [swa], "set": ["schedule=null"]}})
+    raw = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**raw, "schedule": {"name": "cosine_decay"}}))
+    cells = {(c.task.name, c.arm): c for c in plan_cells(load_suite(path))}
+    assert not cells[("img", "fights")].applies and "both set the learning rate" in cells[("img", "fights")].reason
+    cell = cells[("img", "swa")]
+    assert cell.applies
+    cfg = trial_config(cell, 0)
+    assert cfg["schedule"] is None and swa in cfg["tricks"]
+    result = run_trial({"config": cfg, "metric": "test_acc", "device": None, "source": None})
+    assert "failure" not in result and 0.0 <= result["value"] <= 1.0
+    from trickbag.train.build import build_run
+    from trickbag.train.config import load_config
+
+    built = build_run(load_config(cfg))
+    built.fit()
+    averaging = next(c for c in built.trainer.callbacks if type(c).__name__ == "SWA")
+    assert int(averaging.averaged.n_averaged) == 2  # the ends of epochs 1 and 2
+    final, averaged = built.trainer.state.raw_model.state_dict(), averaging.averaged.module.state_dict()
+    assert all(torch.equal(final[k], averaged[k]) for k in final)  # the run ends on the average
+    means = [v for k, v in final.items() if k.endswith("running_mean")]
+    assert means and all(v.abs().sum() > 0 for v in means)  # BatchNorm statistics recomputed, not reset
