@@ -142,7 +142,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         meta, cells = collect_cells(folder)
         suite = load_suite(meta["suite_dict"], root=meta.get("suite_root", "."))
-        write_atlas_report(folder, suite, cells)
+        write_atlas_report(folder, suite, cells, command=meta.get("command"), wall_time_s=meta.get("wall_time_s"))
         print(f"report: {folder / 'report.md'}")
         return 0
     if (folder / "search.json").exists():

@@ -4,6 +4,7 @@ ablation's trial code, then the report (``trickbag.atlas.report.write_report``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -280,8 +281,6 @@ def _sd(values: list[float]) -> float | None:
 def collect_cells(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read an atlas folder back: its ``atlas.json`` and the cell records from its study (for a
     report of a finished or partial atlas without running anything)."""
-    import json
-
     out = Path(out)
     path = out / "atlas.json"
     if not path.exists():
@@ -405,6 +404,8 @@ def run(
         planned.study.set_user_attr("finished", time.time())
     records = cell_records(suite, cells, planned)
     write_json(out / "cells.json", records, default=str)
+    meta = json.loads((out / "atlas.json").read_text())  # what re-rendering the report needs, beside the plan
+    write_json(out / "atlas.json", {**meta, "command": command, "wall_time_s": wall}, default=str)
     summary: dict[str, Any] = {"out": str(out), "study": name, "storage": url, "counts": counts, "wall_time": wall,
                                "cells": records}
     if report:
