@@ -157,7 +157,7 @@ def test_sigkill_loses_only_trials_in_flight_and_a_rerun_repeats_nothing(tmp_pat
 
 
 def test_two_processes_share_one_atlas_through_postgresql(tmp_path, postgres_url):
-    suite = write_suite(tmp_path, seeds=3, tricks=LS_ONLY)
+    suite = write_suite(tmp_path, seeds=3, num_train=2400, epochs=3, tricks=LS_ONLY)  # trials outlast a start-up
     procs = [subprocess.Popen([sys.executable, "-m", "trickbag", "atlas", "--suite", str(suite), "--storage", postgres_url,
                                "--out", str(tmp_path / f"machine{i}"), "--study", "shared", "--workers", "1", "--quiet"],
                               env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
