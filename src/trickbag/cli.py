@@ -161,6 +161,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(table_text(result["rows"], load_spec(folder)[1].metric))
         print(f"report: {result['report'][1]}")
         return 0
+    if (folder / "atlas.json").exists():  # cells from the folder's study; run from where the suite's paths resolve
+        from trickbag.atlas import collect_cells, load_suite
+        from trickbag.atlas.runner import write_atlas_report
+
+        meta, cells = collect_cells(folder)
+        suite = load_suite(meta["suite_dict"], root=meta.get("suite_root", "."))
+        write_atlas_report(folder, suite, cells, command=meta.get("command"), wall_time_s=meta.get("wall_time_s"))
+        print(f"report: {folder / 'report.md'}")
+        return 0
     if (folder / "search.json").exists():
         from trickbag.search.report import render as render_search
 
@@ -428,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
     p.set_defaults(func=_cmd_gan)
 
-    p = sub.add_parser("report", help="render the report of an ablation, run or search folder")
+    p = sub.add_parser("report", help="render the report of an ablation, atlas, run or search folder")
     p.add_argument("dir")
     p.set_defaults(func=_cmd_report)
 

@@ -48,3 +48,18 @@ def test_the_committed_folder_reads_back_its_cells(monkeypatch, tmp_path):
     _, cells = collect_cells(folder)
     assert json.loads(json.dumps(cells, default=str)) == json.loads((RESULTS / "cells.json").read_text())
     assert not any(str(ROOT) in p.read_text(errors="ignore") for p in RESULTS.glob("*.json")), os.sep
+
+
+def test_trickbag_report_re_renders_the_committed_atlas(monkeypatch, tmp_path):
+    import shutil
+
+    from trickbag.cli import main
+
+    folder = tmp_path / "atlas"
+    shutil.copytree(RESULTS, folder)
+    (folder / "results.json").unlink()
+    monkeypatch.chdir(ROOT)
+    assert main(["report", str(folder)]) == 0
+    again, committed = (json.loads((f / "results.json").read_text()) for f in (folder, RESULTS))
+    for key in ("pooled", "cells", "tasks", "tricks", "settings", "command", "wall_time_s"):
+        assert again[key] == committed[key], key

@@ -4,6 +4,7 @@ ablation's trial code, then the report (``trickbag.atlas.report.write_report``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -209,23 +210,37 @@ def _observed(cells: list[Cell], planned: _study.PlannedStudy):
     return values, tried
 
 
+def _shares(suite: Suite, cells: list[Cell]) -> dict[str, int]:
+    """``seeds: auto``: each task's share of the budget: the trials its first look needs (the
+    ablation's ``min_budget`` for its arms), plus the rest of the budget in proportion to its arms."""
+    from trickbag.ablation.adaptive import min_budget
+
+    arms = {t.name: sum(c.applies for c in cells if c.task.name == t.name) for t in suite.tasks}
+    need = {t: min_budget(n, tau=TAU) for t, n in arms.items()}
+    spare = suite.budget - sum(need.values())
+    if spare < 0:
+        raise ValueError(f"budget {suite.budget} is too small for seeds auto: the first look of every task needs "
+                         f"{sum(need.values())} trials ({', '.join(f'{t} {n}' for t, n in need.items())})")
+    total = sum(arms.values())
+    return {t: need[t] + spare * arms[t] // total for t in arms}
+
+
 def _next_round(suite: Suite, cells: list[Cell], planned: _study.PlannedStudy, bar: _Progress) -> int:
     """``seeds: auto``: per task, the ablation's adaptive design (an anytime-valid sequential test
-    per cell against the baseline) within the task's share of the budget (its arms' share of
-    all arms); returns how many trials were queued."""
+    per cell against the baseline) within the task's share of the budget (``_shares``); returns
+    how many trials were queued."""
     from trickbag.ablation.adaptive import next_trials
 
     with planned.planning() as pending:  # as the ablation's planner: each round queued once
         if pending:
             return pending
         values, tried = _observed(cells, planned)
-        applying = [c for c in cells if c.applies]
+        shares = _shares(suite, cells)
         queued = []
         for task in suite.tasks:
-            arms = [c for c in applying if c.task.name == task.name]
-            share = suite.budget * len(arms) // len(applying)
+            arms = [c for c in cells if c.task.name == task.name and c.applies]
             todo = next_trials([values[(c.task.name, c.arm)] for c in arms], [tried[(c.task.name, c.arm)] for c in arms],
-                               budget=share, reference=0, tau=TAU)
+                               budget=shares[task.name], reference=0, tau=TAU)
             queued += [_slot(arms[a], s) for a, s in todo]
         added = planned.add_slots(queued) if queued else 0
     if queued:
@@ -270,8 +285,6 @@ def _sd(values: list[float]) -> float | None:
 def collect_cells(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read an atlas folder back: its ``atlas.json`` and the cell records from its study (for a
     report of a finished or partial atlas without running anything)."""
-    import json
-
     out = Path(out)
     path = out / "atlas.json"
     if not path.exists():
@@ -345,10 +358,7 @@ def run(
     applying = [c for c in cells if c.applies]
     if suite.seeds == "auto":
         slots: list[dict[str, Any]] = []
-        need = 2 * len(applying)
-        if suite.budget < need:
-            raise ValueError(f"budget {suite.budget} is too small for seeds auto: {len(applying)} arms need at least "
-                             f"{need} trials for a first look")
+        _shares(suite, cells)  # a budget too small for the first look fails here, before anything is written
     else:
         slots = _fixed_slots(cells, suite.seeds)
         if suite.budget is not None and len(slots) > suite.budget:
@@ -398,6 +408,8 @@ def run(
         planned.study.set_user_attr("finished", time.time())
     records = cell_records(suite, cells, planned)
     write_json(out / "cells.json", records, default=str)
+    meta = json.loads((out / "atlas.json").read_text())  # what re-rendering the report needs, beside the plan
+    write_json(out / "atlas.json", {**meta, "command": command, "wall_time_s": wall}, default=str)
     summary: dict[str, Any] = {"out": str(out), "study": name, "storage": url, "counts": counts, "wall_time": wall,
                                "cells": records}
     if report:
