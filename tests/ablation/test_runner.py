@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from scipy import stats
 
 from trickbag import _study
 from trickbag.ablation import run
-from subproc import subprocess_env
+from subproc import resume_after_kill, subprocess_env
 from trickbag.cli import main
 
 
@@ -138,17 +137,7 @@ def test_sigkill_loses_only_trials_in_flight_and_resume_repeats_nothing(tmp_path
                 break
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    _, done_at_kill, _ = trials_by_slot(out)
-    assert 3 <= len(done_at_kill) < 9, "kill the run part way through"
-    resumed = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    study, by_slot, slots = trials_by_slot(out)
-    assert len(slots) == len(set(slots)) == 9  # every slot finished exactly once
-    for slot, trial in done_at_kill.items():  # finished trials were not repeated
-        assert by_slot[slot].number == trial.number and by_slot[slot].datetime_complete == trial.datetime_complete
-    failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
-    assert all("stopped" in t.user_attrs.get("failure", "") for t in failed)  # only the ones in flight
-    assert len(failed) <= 1
+    resumed = resume_after_kill(cmd, lambda: trials_by_slot(out), slots=9, in_flight=1, timeout=300)
     assert "report:" in resumed.stdout
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from subproc import subprocess_env
+from subproc import resume_after_kill, subprocess_env
 from trickbag import _study
 from trickbag.atlas import collect_cells, run
 from trickbag.cli import main
@@ -144,16 +144,7 @@ def test_sigkill_loses_only_trials_in_flight_and_a_rerun_repeats_nothing(tmp_pat
 
     os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes, mid-run
     proc.wait(timeout=30)
-    _, at_kill, _ = trials(out)
-    assert 3 <= len(at_kill) < 12, "kill the atlas part way through"
-    resumed = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    study, by_slot, slots = trials(out)
-    assert len(slots) == len(set(slots)) == 12  # every slot finished exactly once
-    for slot, t in at_kill.items():  # finished trials were not repeated
-        assert by_slot[slot].number == t.number and by_slot[slot].datetime_complete == t.datetime_complete
-    failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
-    assert len(failed) <= 2 and all("stopped" in t.user_attrs.get("failure", "") for t in failed)  # the ones in flight
+    resume_after_kill(cmd, lambda: trials(out), slots=12, in_flight=2)  # 2 workers: 2 in flight
 
 
 def test_two_processes_share_one_atlas_through_postgresql(tmp_path, postgres_url):
